@@ -1,0 +1,205 @@
+"""The run configuration: three typed sections read from YAML, overridable on the command line.
+
+    model:    {model_name_or_path: bert-large-cased}
+    data:     {data_dir: data/conll2003, max_length: 512}
+    training: {learning_rate: 1.0e-4, num_train_epochs: 3}
+
+`--learning_rate 3e-5` on the command line overrides the YAML (field names are unique across
+sections). Unknown sections or keys and values of the wrong type are errors. Launcher settings
+(processes, precision, nodes) are accelerate's, not ours: `accelerate config` / `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = field(default="bert-large-cased", metadata={"help": "Hub id or local folder of the encoder."})
+    revision: Optional[str] = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of the encoder."})
+    tiny_model: bool = field(default=False, metadata={"help": "Ignore model_name_or_path: build a 2-layer BERT from scratch with a vocabulary made from the training words (offline demo and tests)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run. Off by default."})
+
+
+@dataclass
+class DataConfig:
+    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder with raw CoNLL files (eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt). None: download the raw release."})
+    dataset_path: Optional[str] = field(default=None, metadata={"help": "A prepared dataset instead of raw files: the folder written by `python -m conll2003_loader build`, or a Hub dataset id."})
+    dataset_name: str = field(default="conll2003", metadata={"help": "Name given to the data in the model card."})
+    tagging_scheme: Literal["iob2", "iob1"] = field(default="iob2", metadata={"help": "Tags to train on: iob2 (converted, default) or the raw files' iob1."})
+    columns: Optional[list[str]] = field(default=None, metadata={"help": "Column layout of the raw files, e.g. tokens ner_tags. Default: CoNLL-2003's four columns."})
+    label_names: Optional[list[str]] = field(default=None, metadata={"help": "Tag set for corpora other than CoNLL-2003 (default: inferred from train)."})
+    max_length: int = field(default=512, metadata={"help": "Longest model input in word pieces, special tokens included. Longer sentences are windowed, never truncated."})
+    stride: int = field(default=32, metadata={"help": "Word pieces of context kept on each side of a window when a sentence is cut."})
+    context_size: int = field(default=0, metadata={"help": "Word pieces of document context on each side of a sentence (0: none)."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "Train on every word piece (B- becomes I- on continuations), not only the first of each word."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for Dataset.map."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, metrics and the export go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh in an output_dir that already holds a run."})
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 3.0
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs when > 0)."})
+    seed: int = 42
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."})
+    save_steps: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
+    logging_steps: int = 50
+    early_stopping_patience: int = field(default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder."})
+    report_to: str = field(default="tensorboard", metadata={"help": "accelerate tracker(s), comma-separated, or 'none'."})
+    dataloader_num_workers: int = 0
+    push_to_hub: bool = False
+    hub_model_id: Optional[str] = None
+    hub_private: bool = False
+    hub_revision: Optional[str] = None
+    hub_commit_message: str = "Upload NER model trained with nerforge"
+    example_text: Optional[str] = field(default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."})
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _check_value(name: str, value, tp):
+    """Return `value` converted to `tp` where that is lossless (YAML reads 1e-4 as a string), or raise."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(name, value, args[0])
+    if value is None:
+        raise ConfigError(f"{name}: expected {getattr(tp, '__name__', tp)}, got null")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{name}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_check_value(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{name}: unsupported type {tp}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    for section, cls in SECTIONS.items():
+        obj = getattr(cfg, section)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            setattr(obj, f.name, _check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name]))
+    d, t = cfg.data, cfg.training
+    if d.max_length < 8:
+        raise ConfigError(f"data.max_length: expected at least 8, got {d.max_length}")
+    if d.stride < 0 or d.context_size < 0:
+        raise ConfigError("data.stride and data.context_size must be >= 0")
+    if t.gradient_accumulation_steps < 1 or t.per_device_train_batch_size < 1 or t.per_device_eval_batch_size < 1:
+        raise ConfigError("batch sizes and gradient_accumulation_steps must be >= 1")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"training.warmup_ratio: expected a value in [0, 1), got {t.warmup_ratio}")
+    if t.push_to_hub and not t.hub_model_id:
+        raise ConfigError("training.push_to_hub needs training.hub_model_id (e.g. your-name/bert-large-cased-conll2003)")
+    return cfg
+
+
+def read_yaml(path: str | Path) -> dict:
+    """YAML file -> {field: value}, checking sections and keys."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {list(SECTIONS)}")
+    flat = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section '{section}' (expected {', '.join(SECTIONS)})")
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in (values or {}).items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
+            flat[key] = value
+    return flat
+
+
+def parse_config(argv: list[str] | None = None) -> RunConfig:
+    """`--config FILE` plus `--field value` overrides -> a validated RunConfig."""
+    from transformers import HfArgumentParser
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser((ModelConfig, DataConfig, TrainingConfig))
+    if known.config:
+        parser.set_defaults(**read_yaml(known.config))
+    model, data, training, unknown = parser.parse_args_into_dataclasses(
+        rest, look_for_args_file=False, return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unknown command-line arguments: {' '.join(unknown)}")
+    return validate(RunConfig(model, data, training))
+
+
+def load_saved(path: str | Path) -> RunConfig:
+    """Read back a `training_config.yaml` saved with a checkpoint or export."""
+    flat = read_yaml(path)
+    sections = {name: cls(**{k: v for k, v in flat.items() if k in {f.name for f in dataclasses.fields(cls)}})
+                for name, cls in SECTIONS.items()}
+    return validate(RunConfig(**sections))

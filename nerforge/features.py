@@ -1,0 +1,328 @@
+"""Word pieces, label alignment, windows, document context and length-grouped batches.
+
+Everything here is a pure function of lists and ints except `build_features` (datasets glue) and
+`collate` (torch glue). The rules, stated once:
+
+* Labels: the first word piece of a word carries the word's label; other pieces and special tokens
+  get -100. With `label_all_tokens` every piece is labelled and a continuation piece of a `B-X` word
+  is labelled `I-X`. Scores are always taken from the first piece of each word.
+* A word whose text yields no word piece (U+FE0F alone, a zero-width space, ...) is given the
+  tokenizer's unknown token, so it is predicted like any other word and its neighbours keep their
+  positions.
+* Windows: a model sees at most `max_length` tokens. Each sentence is cut into *cores*: consecutive
+  runs of whole words that fit. Every word lies in exactly one core, and it is trained on and predicted
+  in that window only. Around its core, a window carries *context*: up to `stride` word pieces of the
+  same sentence on each side when a long sentence had to be cut, and up to `context_size` pieces of the
+  neighbouring sentences of the same document when document context is on. Context pieces are labelled
+  -100 and never scored. A single word with more pieces than fit keeps its first pieces (its label and
+  prediction sit on the first one).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+IGNORE = -100
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def continuation_label_map(label_names: Sequence[str]) -> list[int]:
+    """For each label id, the id a continuation piece takes under `label_all_tokens` (B-X -> I-X)."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out = []
+    for i, name in enumerate(label_names):
+        if name.startswith("B-") and "I-" + name[2:] in index:
+            out.append(index["I-" + name[2:]])
+        else:
+            out.append(i)
+    return out
+
+
+def fill_empty_words(pieces_per_word: list[list[int]], unk_id: int) -> list[list[int]]:
+    """Give the unknown token to every word the tokenizer turned into nothing."""
+    return [p if p else [unk_id] for p in pieces_per_word]
+
+
+def group_pieces_by_word(input_ids: Sequence[int], word_ids: Sequence[int | None], n_words: int) -> list[list[int]]:
+    """Turn a tokenizer's flat output (no special tokens) into one list of piece ids per word."""
+    pieces: list[list[int]] = [[] for _ in range(n_words)]
+    for tok, w in zip(input_ids, word_ids):
+        if w is not None:
+            pieces[w].append(tok)
+    return pieces
+
+
+def split_into_cores(piece_counts: Sequence[int], budget: int) -> list[tuple[int, int]]:
+    """Greedily cut words into consecutive runs [start, end) whose piece counts sum to <= budget.
+
+    A word longer than the budget forms a run of its own (its pieces are clipped later)."""
+    if budget < 1:
+        raise ValueError(f"window budget must be at least 1 word piece, got {budget}")
+    cores, start, used = [], 0, 0
+    for i, n in enumerate(piece_counts):
+        if i > start and used + n > budget:
+            cores.append((start, i))
+            start, used = i, 0
+        used += n
+    if piece_counts:
+        cores.append((start, len(piece_counts)))
+    return cores
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input: `pieces` (no special tokens), and for each piece the label to train on and
+    the index of the word it predicts (-1 where nothing is scored)."""
+
+    pieces: list[int]
+    labels: list[int]
+    word_index: list[int]
+
+
+def make_windows(
+    sentence_pieces: list[list[int]],
+    sentence_labels: Sequence[int],
+    budget: int,
+    stride: int = 0,
+    left_context: Sequence[int] = (),
+    right_context: Sequence[int] = (),
+    context_size: int = 0,
+    label_all_tokens: bool = False,
+    continuation: Sequence[int] | None = None,
+) -> list[Window]:
+    """Windows for one sentence (see the module docstring for the rules).
+
+    `budget` is the number of word pieces a window may hold (max_length minus special tokens).
+    `left_context`/`right_context` are the pieces of the neighbouring sentences of the document,
+    nearest last/first, used only when `context_size` > 0."""
+    if len(sentence_pieces) != len(sentence_labels):
+        raise ValueError(f"{len(sentence_pieces)} words but {len(sentence_labels)} labels")
+    counts = [len(p) for p in sentence_pieces]
+    total = sum(counts)
+    if total <= budget:
+        cores = [(0, len(counts))]
+    else:
+        if 2 * stride >= budget:
+            raise ValueError(f"stride {stride} leaves no room for words in a window of {budget} pieces")
+        cores = split_into_cores(counts, budget - 2 * stride)
+    # The sentence's own pieces as one stream, with the word each piece belongs to.
+    flat = [tok for p in sentence_pieces for tok in p]
+    owner = [w for w, p in enumerate(sentence_pieces) for _ in p]
+    first = [0]
+    for n in counts:
+        first.append(first[-1] + n)
+
+    windows = []
+    for start, end in cores:
+        core = list(range(first[start], first[end]))[:budget]  # clip a single over-long word
+        free = budget - len(core)
+        # Context inside the sentence (only when it had to be cut) ...
+        want = stride if len(cores) > 1 else 0
+        left_in = flat[max(0, first[start] - want) : first[start]]
+        right_in = flat[first[end] : first[end] + want]
+        # ... then from the neighbouring sentences of the document.
+        left_doc = list(left_context[-context_size:]) if context_size and start == 0 else []
+        right_doc = list(right_context[:context_size]) if context_size and end == len(counts) else []
+        left = left_doc + left_in
+        right = right_in + right_doc
+        n_right = min(len(right), free // 2)
+        n_left = min(len(left), free - n_right)
+        n_right = min(len(right), free - n_left)
+        left = left[len(left) - n_left :] if n_left else []
+        right = right[:n_right]
+
+        pieces, labels, word_index = list(left), [IGNORE] * n_left, [-1] * n_left
+        prev_word = -1
+        for pos in core:
+            w = owner[pos]
+            pieces.append(flat[pos])
+            if w != prev_word:
+                labels.append(sentence_labels[w])
+                word_index.append(w)
+            else:
+                lab = sentence_labels[w]
+                if label_all_tokens and continuation is not None:
+                    lab = continuation[lab]
+                labels.append(lab if label_all_tokens else IGNORE)
+                word_index.append(-1)
+            prev_word = w
+        pieces += right
+        labels += [IGNORE] * len(right)
+        word_index += [-1] * len(right)
+        windows.append(Window(pieces, labels, word_index))
+    return windows
+
+
+def special_token_layout(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a single sequence ([CLS] / [SEP] for BERT)."""
+    marker = tokenizer.unk_token_id
+    ids = tokenizer.build_inputs_with_special_tokens([marker])
+    i = ids.index(marker)
+    return ids[:i], ids[i + 1 :]
+
+
+# ----------------------------------------------------------------------------- datasets glue
+
+
+def tokenize_and_window(
+    batch: dict,
+    indices: list[int],
+    *,
+    tokenizer,
+    max_length: int,
+    stride: int,
+    label_all_tokens: bool,
+    context_size: int,
+    label_column: str = "ner_tags",
+    continuation: Sequence[int] | None = None,
+) -> dict:
+    """Batched `Dataset.map` function: sentences in, windows out (one row per window).
+
+    With document context the batch must hold whole documents (see `build_features`)."""
+    prefix, suffix = special_token_layout(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    words = batch["tokens"]
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    unk = tokenizer.unk_token_id
+    pieces = [
+        fill_empty_words(group_pieces_by_word(enc["input_ids"][i], enc.word_ids(i), len(words[i])), unk)
+        for i in range(len(words))
+    ]
+    flat = [[t for p in sent for t in p] for sent in pieces]
+    docs = batch.get("document_id") or [0] * len(words)
+
+    out = {"input_ids": [], "labels": [], "word_index": [], "example_id": [], "length": []}
+    for i in range(len(words)):
+        left: list[int] = []
+        right: list[int] = []
+        if context_size:
+            j = i - 1
+            while j >= 0 and docs[j] == docs[i] and len(left) < context_size:
+                left = flat[j] + left
+                j -= 1
+            j = i + 1
+            while j < len(words) and docs[j] == docs[i] and len(right) < context_size:
+                right = right + flat[j]
+                j += 1
+        for win in make_windows(
+            pieces[i], batch[label_column][i], budget, stride, left, right, context_size,
+            label_all_tokens, continuation,
+        ):
+            ids = prefix + win.pieces + suffix
+            out["input_ids"].append(ids)
+            out["labels"].append([IGNORE] * len(prefix) + win.labels + [IGNORE] * len(suffix))
+            out["word_index"].append([-1] * len(prefix) + win.word_index + [-1] * len(suffix))
+            out["example_id"].append(indices[i])
+            out["length"].append(len(ids))
+    return out
+
+
+def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_all_tokens: bool,
+                   context_size: int, label_names: Sequence[str], num_proc: int | None = None,
+                   label_column: str = "ner_tags"):
+    """Windows for a whole split, batched and cached by datasets' fingerprinting."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("a fast tokenizer is required (word_ids() aligns labels to words)")
+    return dataset.map(
+        tokenize_and_window,
+        batched=True,
+        # Document context needs whole documents in one batch: take the split at once (CoNLL-2003's
+        # train split is 14k sentences, a few seconds). Without context any batch size will do.
+        batch_size=None if context_size else 1000,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        num_proc=None if context_size else num_proc,
+        fn_kwargs=dict(tokenizer=tokenizer, max_length=max_length, stride=stride,
+                       label_all_tokens=label_all_tokens, context_size=context_size,
+                       label_column=label_column, continuation=continuation_label_map(label_names)),
+        desc="word pieces and windows",
+    )
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class LengthGroupedBatchSampler:
+    """Batches of similar length, to pad little: shuffle, cut into mega-batches of `mega` batches,
+    sort each by length, cut into batches, shuffle the batches. The order depends only on
+    (seed, epoch), so every process computes the same one and a resumed run replays it."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.mega = mega
+        self.epoch = 0
+        self.drop_last = False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        size = self.batch_size * self.mega
+        batches = []
+        for k in range(0, len(order), size):
+            chunk = sorted(order[k : k + size], key=lambda i: -self.lengths[i])
+            batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
+def collate(rows: list[dict], pad_id: int, multiple_of: int = 8):
+    """Pad a batch to its longest row (rounded up to `multiple_of`, which tensor cores like)."""
+    import torch
+
+    longest = max(len(r["input_ids"]) for r in rows)
+    width = int(math.ceil(longest / multiple_of) * multiple_of) if multiple_of else longest
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), IGNORE, dtype=torch.long)
+    word_index = torch.full((n, width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        k = len(r["input_ids"])
+        ids[i, :k] = torch.tensor(r["input_ids"])
+        mask[i, :k] = 1
+        labels[i, :k] = torch.tensor(r["labels"])
+        word_index[i, :k] = torch.tensor(r["word_index"])
+    example_id = torch.tensor([r["example_id"] for r in rows], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
+            "word_index": word_index, "example_id": example_id}
+
+
+def assemble_predictions(
+    pred_ids, word_index, example_id, n_words: Sequence[int]
+) -> list[list[int]]:
+    """Scatter per-token predictions back to words: one predicted id per word of every sentence.
+
+    `pred_ids` and `word_index` are [windows, tokens] arrays, `example_id` is [windows]. Raises if a
+    word is predicted twice or never: a lost word must never pass unnoticed."""
+    out: list[list[int | None]] = [[None] * n for n in n_words]
+    for row_pred, row_words, ex in zip(pred_ids, word_index, example_id):
+        sent = out[int(ex)]
+        for p, w in zip(row_pred, row_words):
+            w = int(w)
+            if w < 0:
+                continue
+            if sent[w] is not None:
+                raise RuntimeError(f"word {w} of sentence {int(ex)} was predicted twice")
+            sent[w] = int(p)
+    for i, sent in enumerate(out):
+        missing = [w for w, p in enumerate(sent) if p is None]
+        if missing:
+            raise RuntimeError(f"sentence {i}: words {missing[:10]} got no prediction")
+    return out  # type: ignore[return-value]
