@@ -192,3 +192,64 @@ def test_align_rejects_generic_and_unknown_labels():
         align_label_names({0: "LABEL_0", 1: "LABEL_1"}, CONLL_NAMES)
     with pytest.raises(ValueError, match="B-DATE"):
         align_label_names({0: "O", 1: "B-DATE"}, CONLL_NAMES)
+
+
+# --- the offline `evaluate` module -------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METRIC_DIR = REPO_ROOT / "metrics" / "conll_ner"
+EXAMPLE_REFS = [["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"], ["B-MISC", "O"], ["O"]]
+EXAMPLE_PREDS = [["B-PER", "I-PER", "O", "O", "O", "B-LOC"], ["B-MISC", "O"], ["B-PER"]]
+
+
+def test_evaluate_module_matches_score(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    evaluate = pytest.importorskip("evaluate")
+    metric = evaluate.load(str(METRIC_DIR))
+    got = metric.compute(predictions=EXAMPLE_PREDS, references=EXAMPLE_REFS)
+    assert got == score(EXAMPLE_REFS, EXAMPLE_PREDS)
+    # batch-wise accumulation gives the same result
+    for p, r in zip(EXAMPLE_PREDS, EXAMPLE_REFS):
+        metric.add(predictions=p, references=r)
+    assert metric.compute() == score(EXAMPLE_REFS, EXAMPLE_PREDS)
+    with pytest.raises(ValueError, match="sentence 0"):
+        metric.compute(predictions=[["O"]], references=[["O", "O"]])
+
+
+def test_evaluate_module_loads_offline_from_another_directory(tmp_path):
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_MODULES_CACHE=str(tmp_path / "modules"),
+        HF_HOME=str(tmp_path / "hf_home"),
+        # nerforge must be importable; an editable install makes this redundant
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]),
+    )
+    code = (
+        "import json, sys, evaluate\n"
+        f"m = evaluate.load({str(METRIC_DIR)!r})\n"
+        f"print(json.dumps(m.compute(predictions={EXAMPLE_PREDS!r}, references={EXAMPLE_REFS!r})))\n"
+    )
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == score(EXAMPLE_REFS, EXAMPLE_PREDS)
+
+
+def test_evaluate_module_has_no_scoring_code_of_its_own():
+    source = (METRIC_DIR / "conll_ner.py").read_text()
+    assert "from nerforge.metric import score" in source
+    assert "seqeval.metrics" not in source and "f1_score" not in source
