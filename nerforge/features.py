@@ -159,11 +159,12 @@ def make_windows(
 
 
 def special_token_layout(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after a single sequence ([CLS] / [SEP] for BERT)."""
-    marker = tokenizer.unk_token_id
-    ids = tokenizer.build_inputs_with_special_tokens([marker])
-    i = ids.index(marker)
-    return ids[:i], ids[i + 1 :]
+    """The special tokens a tokenizer puts before and after one sequence ([CLS] / [SEP] for BERT)."""
+    enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
+    words = enc.word_ids()
+    first = words.index(0)
+    last = len(words) - 1 - words[::-1].index(0)
+    return enc["input_ids"][:first], enc["input_ids"][last + 1 :]
 
 
 # ----------------------------------------------------------------------------- datasets glue

@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny cased word-piece tokenizer and the bundled sample corpus.
+
+Nothing here touches the network: HF_HUB_OFFLINE is set for the whole session."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CONLL_DIR = SHARED / "data" / "conll2003"
+MINILM_DIR = SHARED / "models" / "all-minilm-l6-v2"
+SAMPLE_DIR = ROOT / "nerforge" / "sample_data"
+sys.path.insert(0, str(ROOT))
+
+NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """BERT word-piece tokenizer over a small vocabulary: 'Washington' -> 'Wash', '##ing', '##ton'."""
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "The", "in", "of", "EU", "rejects", "German",
+             "call", "to", "boycott", "British", "lamb", ".", ",", "Wash", "##ing", "##ton", "Peter", "Black",
+             "##burn", "a", "b", "c", "##a", "##b", "##c"]
+    return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=False)

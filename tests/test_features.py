@@ -1,0 +1,123 @@
+import random
+
+import pytest
+
+from conftest import NER
+from nerforge.features import (
+    IGNORE,
+    LengthGroupedBatchSampler,
+    assemble_predictions,
+    collate,
+    continuation_label_map,
+    make_windows,
+    split_into_cores,
+    tokenize_and_window,
+)
+
+L = {n: i for i, n in enumerate(NER)}
+
+
+def windows_for(tok, sentences, labels, **kw):
+    batch = {"tokens": sentences, "ner_tags": labels, "document_id": kw.pop("docs", [0] * len(sentences))}
+    opts = dict(max_length=512, stride=4, label_all_tokens=False, context_size=0, continuation=continuation_label_map(NER))
+    opts.update(kw)
+    return tokenize_and_window(batch, list(range(len(sentences))), tokenizer=tok, **opts)
+
+
+def test_first_piece_carries_the_label(tiny_tokenizer):
+    out = windows_for(tiny_tokenizer, [["Peter", "Blackburn", "in", "Washington"]],
+                      [[L["B-PER"], L["I-PER"], L["O"], L["B-LOC"]]])
+    pieces = tiny_tokenizer.convert_ids_to_tokens(out["input_ids"][0])
+    assert pieces == ["[CLS]", "Peter", "Black", "##burn", "in", "Wash", "##ing", "##ton", "[SEP]"]
+    assert out["labels"][0] == [IGNORE, L["B-PER"], L["I-PER"], IGNORE, L["O"], L["B-LOC"], IGNORE, IGNORE, IGNORE]
+    assert out["word_index"][0] == [-1, 0, 1, -1, 2, 3, -1, -1, -1]
+
+
+def test_label_all_tokens_turns_b_into_i_on_continuations(tiny_tokenizer):
+    out = windows_for(tiny_tokenizer, [["Washington", "Blackburn"]], [[L["B-LOC"], L["I-LOC"]]], label_all_tokens=True)
+    assert out["labels"][0] == [IGNORE, L["B-LOC"], L["I-LOC"], L["I-LOC"], L["I-LOC"], L["I-LOC"], IGNORE]
+    # scores still come from the first piece of each word only
+    assert out["word_index"][0] == [-1, 0, -1, -1, 1, -1, -1]
+
+
+def test_pieceless_words_get_unk_and_keep_neighbours_aligned(tiny_tokenizer):
+    words = ["EU", "\ufe0f", "rejects", "\u200b", "German", "\u200d\ufe0f"]
+    tags = [L["B-ORG"], L["O"], L["O"], L["O"], L["B-MISC"], L["O"]]
+    out = windows_for(tiny_tokenizer, [words], [tags])
+    pieces = tiny_tokenizer.convert_ids_to_tokens(out["input_ids"][0])
+    assert pieces == ["[CLS]", "EU", "[UNK]", "rejects", "[UNK]", "German", "[UNK]", "[SEP]"]
+    assert [w for w in out["word_index"][0] if w >= 0] == list(range(6))
+    assert [lab for lab in out["labels"][0] if lab != IGNORE] == tags
+
+
+@pytest.mark.parametrize("max_length", [16, 32, 512])
+@pytest.mark.parametrize("context_size", [0, 6])
+def test_every_word_predicted_exactly_once(tiny_tokenizer, max_length, context_size):
+    rng = random.Random(max_length)
+    vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", "\ufe0f", "."]
+    sents = [[rng.choice(vocab) for _ in range(n)] for n in (1, 5, 40, 300, 7)]
+    tags = [[rng.randrange(len(NER)) for _ in s] for s in sents]
+    out = windows_for(tiny_tokenizer, sents, tags, max_length=max_length, context_size=context_size,
+                      docs=[0, 0, 0, 1, 1])
+    assert all(len(ids) <= max_length for ids in out["input_ids"])
+    if max_length < 512:
+        assert len(out["input_ids"]) > len(sents)  # the long sentences really were cut
+    # A "model" that predicts the training label: assembling must give back every gold tag once.
+    assembled = assemble_predictions(out["labels"], out["word_index"], out["example_id"], [len(s) for s in sents])
+    assert assembled == tags
+
+
+def test_context_comes_from_the_same_document_and_is_never_labelled(tiny_tokenizer):
+    sents = [["the", "EU"], ["German", "lamb"], ["British", "call"]]
+    tags = [[0, 3], [7, 0], [7, 0]]
+    out = windows_for(tiny_tokenizer, sents, tags, context_size=8, docs=[0, 0, 1])
+    toks = [tiny_tokenizer.convert_ids_to_tokens(ids) for ids in out["input_ids"]]
+    assert toks[0] == ["[CLS]", "the", "EU", "German", "lamb", "[SEP]"]
+    assert toks[1] == ["[CLS]", "the", "EU", "German", "lamb", "[SEP]"]
+    assert toks[2] == ["[CLS]", "British", "call", "[SEP]"]  # other document: no context
+    assert out["labels"][1] == [IGNORE, IGNORE, IGNORE, 7, 0, IGNORE]
+    assert out["word_index"][0] == [-1, 0, 1, -1, -1, -1]
+
+
+def test_a_word_longer_than_a_window_is_clipped_but_predicted():
+    wins = make_windows([[5] * 3, [6] * 20, [7]], [1, 2, 0], budget=8, stride=2)
+    assert all(len(w.pieces) <= 8 for w in wins)
+    scored = [(w.word_index[i], w.labels[i]) for w in wins for i in range(len(w.pieces)) if w.word_index[i] >= 0]
+    assert sorted(scored) == [(0, 1), (1, 2), (2, 0)]
+
+
+def test_split_into_cores_and_impossible_stride():
+    assert split_into_cores([2, 2, 2, 5, 1], 4) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    with pytest.raises(ValueError, match="stride"):
+        make_windows([[1]] * 10, [0] * 10, budget=6, stride=3)
+
+
+def test_length_grouped_batches_cover_everything_and_are_reproducible():
+    lengths = [random.Random(i).randrange(5, 120) for i in range(1000)]
+    s = LengthGroupedBatchSampler(lengths, batch_size=16, seed=3, mega=4)
+    first = s.batches()
+    assert sorted(i for b in first for i in b) == list(range(1000))
+    assert len(first) == len(s) == 63
+    assert LengthGroupedBatchSampler(lengths, 16, seed=3, mega=4).batches() == first
+    s.set_epoch(1)
+    assert s.batches() != first
+    # grouped: the spread of lengths inside a batch is far below the spread of random batches
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in first) / len(first)
+    assert spread < 30
+
+
+def test_collate_pads_to_a_multiple_of_eight():
+    rows = [{"input_ids": [2, 5, 3], "labels": [IGNORE, 1, IGNORE], "word_index": [-1, 0, -1], "example_id": 4},
+            {"input_ids": [2] * 9, "labels": [0] * 9, "word_index": [0] * 9, "example_id": 7}]
+    b = collate(rows, pad_id=0)
+    assert b["input_ids"].shape == (2, 16)
+    assert b["attention_mask"][0].tolist() == [1, 1, 1] + [0] * 13
+    assert b["labels"][0, 3:].eq(IGNORE).all() and b["word_index"][0, 3:].eq(-1).all()
+    assert b["example_id"].tolist() == [4, 7]
+
+
+def test_assemble_refuses_lost_or_duplicated_words():
+    with pytest.raises(RuntimeError, match="no prediction"):
+        assemble_predictions([[1, 2]], [[0, -1]], [0], [2])
+    with pytest.raises(RuntimeError, match="twice"):
+        assemble_predictions([[1], [2]], [[0], [0]], [0, 0], [1])
