@@ -172,11 +172,14 @@ def read_yaml(path: str | Path) -> dict:
     for section, values in raw.items():
         if section not in SECTIONS:
             raise ConfigError(f"{path}: unknown section '{section}' (expected {', '.join(SECTIONS)})")
-        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        hints = typing.get_type_hints(SECTIONS[section])
         for key, value in (values or {}).items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
-            flat[key] = value
+            if key not in hints:
+                raise ConfigError(f"{path}: unknown key '{section}.{key}' (known: {', '.join(sorted(hints))})")
+            try:
+                flat[key] = _check_value(f"{section}.{key}", value, hints[key])
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
     return flat
 
 

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from nerforge.config import ConfigError, load_saved, parse_config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_yaml_then_command_line_overrides(tmp_path):
+    path = write(tmp_path, "model: {model_name_or_path: m}\ntraining: {learning_rate: 1e-4, seed: 3}\n"
+                           "data: {columns: [tokens, ner_tags]}\n")
+    cfg = parse_config(["--config", path, "--seed", "7", "--label_names", "O", "B-X", "I-X"])
+    assert cfg.model.model_name_or_path == "m"
+    assert cfg.training.learning_rate == 1e-4  # YAML reads "1e-4" as a string: converted, not rejected
+    assert cfg.training.seed == 7
+    assert cfg.data.columns == ["tokens", "ner_tags"] and cfg.data.label_names == ["O", "B-X", "I-X"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("training: {learnin_rate: 0.1}\n", "unknown key 'training.learnin_rate'"),
+    ("optim: {lr: 0.1}\n", "unknown section 'optim'"),
+    ("training: {seed: 1.5}\n", "training.seed: expected an integer"),
+    ("training: {learning_rate: fast}\n", "training.learning_rate: expected a number"),
+    ("data: {label_all_tokens: 'yes'}\n", "data.label_all_tokens: expected true or false"),
+    ("data: {tagging_scheme: bio}\n", "expected one of"),
+    ("training: {push_to_hub: true}\n", "needs training.hub_model_id"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_configs_are_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(["--config", write(tmp_path, text)])
+
+
+def test_unknown_and_mistyped_command_line_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="--bogus"):
+        parse_config(["--bogus", "1"])
+    with pytest.raises(SystemExit):  # argparse: invalid int value
+        parse_config(["--seed", "abc"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = parse_config(["--learning_rate", "3e-5", "--context_size", "64"])
+    cfg.save(tmp_path / "training_config.yaml")
+    assert set(yaml.safe_load((tmp_path / "training_config.yaml").read_text())) == {"model", "data", "training"}
+    again = load_saved(tmp_path / "training_config.yaml")
+    assert again == cfg
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_run_config_loads(path):
+    cfg = parse_config(["--config", str(path)])
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# accelerate launch") and f"--config configs/{path.name}" in first
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_accelerate_config_loads(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(path))
+    assert cfg.num_processes >= 1
+    assert Path(path).read_text().splitlines()[0].startswith("#")
