@@ -1,0 +1,174 @@
+"""Pure CoNLL column-file parsing: tag sets, IOB conversion and a strict reader (no `datasets` import).
+
+Decisions (see also the package docstring):
+- Columns are split on ASCII space/tab only (``[ \\t]+`` when ``separator`` is None), never on other
+  Unicode whitespace: U+00A0, U+2028, U+200B, U+FE0F ... stay inside tokens, a token made only of such
+  characters is a token. Lines are split on ``\\n`` only (a trailing ``\\r`` is dropped), not on the
+  other separators ``str.splitlines()`` knows.
+- Input tags may be IOB1 or IOB2: ``I-X`` after ``O`` or another type starts an entity (valid IOB1),
+  so "B-Y I-X" is not an error; conversion to IOB2 is idempotent on IOB2 input.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
+
+NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+# Penn Treebank tags as in the former HF `conll2003` dataset (same order, so ids line up); a superset of
+# the 45 tags found in eng.train/testa/testb ('#' and '``' do not occur there).
+POS_TAGS = (
+    '"', "''", "#", "$", "(", ")", ",", ".", ":", "``", "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR",
+    "JJS", "LS", "MD", "NN", "NNP", "NNPS", "NNS", "NN|SYM", "PDT", "POS", "PRP", "PRP$", "RB", "RBR",
+    "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "WDT", "WP", "WP$", "WRB",
+)
+# Chunk types found in the three files (ADJP ADVP CONJP INTJ LST NP PP PRT SBAR VP) plus UCP, each with
+# B- and I- so that both IOB1 and IOB2 output fit; same order as the former HF dataset.
+CHUNK_TAGS = ("O",) + tuple(
+    f"{p}-{t}" for t in ("ADJP", "ADVP", "CONJP", "INTJ", "LST", "NP", "PP", "PRT", "SBAR", "UCP", "VP")
+    for p in "BI"
+)
+TAG_COLUMNS = ("pos_tags", "chunk_tags", "ner_tags")
+IOB_COLUMNS = ("chunk_tags", "ner_tags")
+CONLL2003_COLUMNS = ("tokens", "pos_tags", "chunk_tags", "ner_tags")
+IGNORED_COLUMN = "_"
+DOCSTART = "-DOCSTART-"
+
+_IOB_TAG = re.compile(r"(?:O|[BI]-\S+)\Z")
+_FIELD_SEP = re.compile(r"[ \t]+")
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class ConllFormatError(ValueError):
+    """Bad CoNLL input; ``path`` and ``line`` (1-based, None when not about one line) say where."""
+
+    def __init__(self, path, line: Optional[int], message: str):
+        self.path, self.line = str(path), line
+        super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
+
+
+class Sentence(NamedTuple):
+    document_index: int
+    sentence_index: int
+    tokens: list
+    tags: dict  # column name -> list of tags, as in the file
+    line: int  # line number of the first token
+
+
+def is_iob_tag(tag: str) -> bool:
+    """True for ``O``, ``B-X`` and ``I-X`` (X non-empty, no whitespace)."""
+    return _IOB_TAG.match(tag) is not None
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list:
+    """Turn every ``I-X`` that does not continue an ``X`` entity into ``B-X``; IOB2 input is unchanged."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def infer_label_names(tags) -> list:
+    """``O`` first, then the entity types sorted, each as ``B-X``, ``I-X``."""
+    types = sorted({t[2:] for t in tags if t != "O"})
+    return ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
+
+
+def _shown(line: str, limit: int = 80) -> str:
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
+def read_conll(
+    path,
+    columns: Sequence[str] = CONLL2003_COLUMNS,
+    separator: Optional[str] = None,
+    encoding: str = "utf-8",
+    label_names: Optional[Mapping[str, Sequence[str]]] = None,
+) -> Iterator[Sentence]:
+    """Yield the sentences of a CoNLL column file, strictly (see ConllFormatError).
+
+    ``columns`` names each column (``tokens`` required, ``_`` = ignored); ``separator`` None splits on
+    runs of spaces/tabs; ``label_names`` maps a tag column to its fixed label set (unknown tag = error).
+    ``-DOCSTART-`` lines start a new document and are never yielded.
+    """
+    path = Path(path)
+    if "tokens" not in columns:
+        raise ValueError(f"columns must include 'tokens', got {tuple(columns)}")
+    if not path.exists():
+        raise ConllFormatError(path, None, "file not found")
+    if path.is_dir():
+        raise ConllFormatError(path, None, "expected a file, found a directory")
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConllFormatError(path, line, f"bytes not valid {encoding}: {data[err.start:err.end]!r}") from None
+    text = text.removeprefix("\ufeff")
+    ncols, described = len(columns), " ".join(columns)
+    wanted = [(i, c) for i, c in enumerate(columns) if c != IGNORED_COLUMN]
+    names = [c for _, c in wanted]
+    tok = names.index("tokens")
+    allowed = {c: frozenset(v) for c, v in (label_names or {}).items()}
+    seen_ok: set = set()  # (column, tag) pairs already validated, to keep the loop fast
+    doc = sent_in_doc = n_sentences = 0
+    cur: list = []
+    first_line = 0
+
+    def flush():
+        nonlocal cur, sent_in_doc, n_sentences
+        if not cur:
+            return None
+        cols = list(zip(*cur))
+        tags = {c: list(cols[k]) for k, c in enumerate(names) if k != tok}
+        record = Sentence(doc, sent_in_doc, list(cols[tok]), tags, first_line)
+        cur, sent_in_doc, n_sentences = [], sent_in_doc + 1, n_sentences + 1
+        return record
+
+    lines = text.split("\n")
+    for lineno, line in enumerate(lines, 1):
+        line = line.removesuffix("\r")
+        if _BINARY.search(line):
+            raise ConllFormatError(path, lineno, f"binary data (control character or NUL byte): {_shown(line)}")
+        stripped = line.strip(" \t")
+        if not stripped:
+            if (rec := flush()) is not None:
+                yield rec
+            continue
+        if _FIELD_SEP.split(stripped, 1)[0] == DOCSTART:
+            if (rec := flush()) is not None:
+                yield rec
+            if sent_in_doc:
+                doc, sent_in_doc = doc + 1, 0
+            continue
+        fields = _FIELD_SEP.split(stripped) if separator is None else line.split(separator)
+        if len(fields) != ncols:
+            raise ConllFormatError(
+                path, lineno, f"expected {ncols} columns ({described}), found {len(fields)}: {_shown(line)}"
+            )
+        values = []
+        for i, col in wanted:
+            value = fields[i]
+            if (col, value) not in seen_ok:
+                if value == "":
+                    raise ConllFormatError(path, lineno, f"empty {col} column: {_shown(line)}")
+                if col in IOB_COLUMNS and not is_iob_tag(value):
+                    raise ConllFormatError(path, lineno, f"{col}: {value!r} is not O, B-X or I-X")
+                if col in allowed and value not in allowed[col]:
+                    raise ConllFormatError(
+                        path, lineno, f"unknown {col} tag {value!r} (known: {', '.join(sorted(allowed[col]))})"
+                    )
+                if col != "tokens":
+                    seen_ok.add((col, value))
+            values.append(value)
+        if not cur:
+            first_line = lineno
+        cur.append(values)
+    if (rec := flush()) is not None:
+        yield rec
+    if n_sentences == 0:
+        raise ConllFormatError(path, len(lines), "no sentences found (expected token lines separated by blank lines)")
