@@ -1,0 +1,235 @@
+"""Tests for nerforge.export: training curve, model card, atomic writes (all offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from nerforge import export  # noqa: E402
+from nerforge.export import atomic_write_text, plot_training_curve, render_model_card, write_json_atomic  # noqa: E402
+
+NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+
+
+def make_tiny_export(folder: Path) -> Path:
+    """A real (tiny) export: BERT with 2 layers / hidden 32, tokenizer, config with CoNLL labels."""
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "My", "name", "is", "Clara", "and", "I", "live",
+             "in", "Berkeley", ",", "California", ".", "EU", "rejects", "German", "call", "##s"]
+    vocab_file = folder.parent / f"{folder.name}-vocab.txt"
+    vocab_file.write_text("\n".join(words) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=False)
+    config = BertConfig(
+        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64,
+        id2label=dict(enumerate(NER)), label2id={n: i for i, n in enumerate(NER)},
+    )
+    model = BertForTokenClassification(config)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def split_scores(f1: float, seed: float) -> dict:
+    return {
+        "precision": 0.9 + seed, "recall": 0.8 + seed, "f1": f1, "accuracy": 0.97 + seed / 10,
+        "weighted_f1": f1 - 0.01,
+        "per_type": {
+            "PER": {"precision": 0.951 + seed, "recall": 0.9612, "f1": 0.95612, "support": 1617},
+            "ORG": {"precision": 0.8813, "recall": 0.87 + seed, "f1": 0.8756, "support": 1661},
+            "LOC": {"precision": 0.9234, "recall": 0.9345, "f1": 0.9289 - seed, "support": 1668},
+            "MISC": {"precision": 0.7955, "recall": 0.8123, "f1": 0.8038, "support": 702},
+        },
+        "num_sentences": 3453, "num_words": 46435, "loss": 0.1234 + seed,
+    }
+
+
+METRICS = {
+    "validation": split_scores(0.9456, 0.0123),
+    "test": split_scores(0.9131, 0.0045),
+    "best_step": 120,
+    "history": [
+        {"step": 10, "epoch": 0.3, "loss": 1.23, "learning_rate": 1e-5},
+        {"step": 20, "epoch": 0.6, "loss": 0.71, "learning_rate": 2e-5},
+        {"step": 20, "epoch": 0.6, "eval_f1": 0.81, "eval_loss": 0.4},
+        {"step": 30, "epoch": 0.9, "loss": 0.35, "learning_rate": 1.5e-5},
+        {"step": 40, "epoch": 1.2, "eval_f1": 0.88, "eval_loss": 0.3},
+    ],
+    "num_processes": 1,
+    "train_runtime_s": 60.2,
+    "effective_batch_size": 16,
+}
+
+RUN_CONFIG = {
+    "model": {"model_name_or_path": "bert-large-cased", "revision": None, "tiny_model": False,
+              "trust_remote_code": False},
+    "data": {"data_dir": "/data/conll2003", "dataset_path": None, "dataset_name": "conll2003",
+             "tagging_scheme": "iob2", "columns": None, "label_names": None, "max_length": 512, "stride": 32,
+             "context_size": 0, "label_all_tokens": False, "preprocessing_num_workers": 2, "cache_dir": None},
+    "training": {"output_dir": "outputs/run", "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
+                 "gradient_accumulation_steps": 1, "learning_rate": 2e-5, "weight_decay": 0.01,
+                 "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "max_grad_norm": 1.0,
+                 "num_train_epochs": 5.0, "max_steps": -1, "seed": 42, "eval_steps": 0, "save_steps": 0,
+                 "early_stopping_patience": 0, "push_to_hub": False, "hub_model_id": "someone/bert-large-cased-conll03",
+                 "hub_commit_message": "Upload NER model trained with nerforge",
+                 "hub_token": "hf_SECRETSECRETSECRETSECRET123"},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    return make_tiny_export(tmp_path_factory.mktemp("export") / "model")
+
+
+@pytest.fixture(scope="module")
+def rendered(tiny_export):
+    (tiny_export / "training_config.yaml").write_text(yaml.safe_dump(RUN_CONFIG, sort_keys=False))
+    write_json_atomic(tiny_export / "metrics.json", METRICS)
+    plot_training_curve(METRICS["history"], tiny_export / "training_curve.png")
+    card = render_model_card(tiny_export, run_config=RUN_CONFIG, metrics=METRICS, label_names=NER,
+                             repo_id="someone/bert-large-cased-conll03")
+    return tiny_export, card
+
+
+def test_card_parses_with_expected_metadata(rendered):
+    from huggingface_hub import ModelCard
+
+    folder, returned = rendered
+    card = ModelCard.load(folder / "README.md")
+    assert str(card) == str(returned)
+    data = card.data
+    assert data.pipeline_tag == "token-classification"
+    assert data.library_name == "transformers"
+    assert data.base_model == "bert-large-cased"
+    assert data.language == "en"
+    assert data.license == "apache-2.0"
+    assert data.datasets == ["conll2003"]
+    assert set(data.tags) >= {"token-classification", "ner", "conll2003", "nerforge"}
+    assert data.metrics == ["precision", "recall", "f1", "accuracy"]
+    assert data.get("widget") and "Clara" in data.get("widget")[0]["text"]
+
+
+def test_model_index_holds_exactly_the_passed_numbers(rendered):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(rendered[0] / "README.md")
+    got = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    expected = {(split, m): METRICS[split][m] for split in ("validation", "test")
+                for m in ("precision", "recall", "f1", "accuracy")}
+    assert got == expected
+    assert all(r.task_type == "token-classification" for r in card.data.eval_results)
+    assert card.data.model_name == "bert-large-cased-conll03"
+    assert "model-index" in card.data.to_dict()
+
+
+def test_card_body_tables_and_numbers(rendered):
+    text = (rendered[0] / "README.md").read_text()
+    for split in ("validation", "test"):
+        s = METRICS[split]
+        assert f"| {100 * s['precision']:.2f} | {100 * s['recall']:.2f} | {100 * s['f1']:.2f} | " \
+               f"{100 * s['accuracy']:.2f} |" in text
+        for name, row in s["per_type"].items():
+            line = (f"| {name} | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | "
+                    f"{100 * row['f1']:.2f} | {row['support']} |")
+            assert line in text, line
+    assert "![training curve](training_curve.png)" in text
+    assert 'pipeline("ner", model="someone/bert-large-cased-conll03", aggregation_strategy="simple")' in text
+    assert "IOB2" in text and "CrossWeigh" in text
+    assert "without document context" in text
+    assert "Capitalisation matters" in text  # cased tokenizer (do_lower_case False in tokenizer_config)
+    for fw in ("transformers", "torch", "datasets", "accelerate", "tokenizers", "huggingface_hub", "nerforge"):
+        assert re.search(rf"^- {fw} \S+", text, re.M), fw
+
+
+def test_every_hyperparameter_is_in_the_card_but_no_secret(rendered):
+    text = (rendered[0] / "README.md").read_text()
+    for section, values in RUN_CONFIG.items():
+        for key in values:
+            if key == "hub_token":
+                continue
+            assert f"| `{key}` |" in text, f"{section}.{key} missing from the card"
+    assert "| `learning_rate` | `2e-05` |" in text
+    assert "| `num_train_epochs` | `5.0` |" in text
+    assert "hub_token" not in text and "SECRETSECRET" not in text
+    for fact in ("best_step", "effective_batch_size", "num_processes", "train_runtime_s"):
+        assert f"| {fact} | {METRICS[fact]} |" in text
+
+
+def test_training_curve_png(rendered, tmp_path):
+    png = rendered[0] / "training_curve.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    for name, history in {
+        "loss_only": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}],
+        "single": [{"step": 5, "eval_f1": 0.5}],
+        "empty": [],
+        "nan": [{"step": 1, "loss": float("nan")}, {"epoch": 1.0, "loss": 0.3}],
+    }.items():
+        out = tmp_path / f"{name}.png"
+        plot_training_curve(history, out)
+        assert out.read_bytes()[:8] == PNG_MAGIC, name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_context_uncased_local_model_and_iob1(tmp_path):
+    cfg = json.loads(json.dumps(RUN_CONFIG))
+    cfg["model"]["model_name_or_path"] = str(tmp_path)  # a local folder: no base_model
+    cfg["data"]["context_size"] = 128
+    cfg["data"]["tagging_scheme"] = "iob1"
+    cfg["license"] = "mit"
+    metrics = {"validation": METRICS["validation"]}  # no test split
+    card = render_model_card(tmp_path / "exp", run_config=cfg, metrics=metrics, label_names=NER,
+                             do_lower_case=True)
+    text = card.text if hasattr(card, "text") else str(card)
+    assert card.data.base_model is None
+    assert card.data.license == "mit"
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
+    assert "--document-context" in str(card) and "128 word pieces" in str(card)
+    assert "Capitalisation is not used" in str(card)
+    assert "IOB1" in str(card)
+    assert 'model="path/to/this/folder"' in str(card)
+    assert "![training curve]" not in text  # no PNG in that folder
+
+
+def test_uncased_from_model_name_and_tiny_model(tmp_path):
+    cfg = json.loads(json.dumps(RUN_CONFIG))
+    cfg["model"]["model_name_or_path"] = "bert-base-uncased"
+    card = render_model_card(tmp_path, run_config=cfg, metrics=METRICS, label_names=NER)
+    assert "Capitalisation is not used" in str(card) and card.data.base_model == "bert-base-uncased"
+    cfg["model"]["tiny_model"] = True
+    card = render_model_card(tmp_path, run_config=cfg, metrics=METRICS, label_names=NER)
+    assert card.data.base_model is None and "tiny BERT" in str(card)
+
+
+def test_template_has_no_typed_in_results():
+    template = re.sub(r"\{%.*?%\}", "", TEMPLATE.read_text(), flags=re.S)  # drop Jinja statements
+    assert not re.search(r"\d+\.\d+", template), "decimal number typed into the template"
+    assert not re.search(r"\d\s*%", template), "percentage typed into the template"
+
+
+def test_atomic_writes(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json_atomic(target, {"f1": 0.5, "name": "é"})
+    assert json.loads(target.read_text(encoding="utf-8")) == {"f1": 0.5, "name": "é"}
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"bad": object()})
+    assert json.loads(target.read_text(encoding="utf-8"))["f1"] == 0.5  # old content kept
+    atomic_write_text(tmp_path / "sub" / "a.txt", "hello")
+    assert (tmp_path / "sub" / "a.txt").read_text() == "hello"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "sub"]
+
+
+def test_secret_key_rule():
+    assert export._is_secret_key("hub_token") and export._is_secret_key("use_auth_token")
+    assert export._is_secret_key("api_key") and export._is_secret_key("token")
+    assert not export._is_secret_key("label_all_tokens") and not export._is_secret_key("tokenizer_name")
