@@ -1,0 +1,424 @@
+"""Batch prediction with a token-classification model: words in, one tag (and its probability) per word out.
+
+    python -m nerforge.predict --model OUTPUT_DIR/model [TEXT_FILE]          # raw text -> JSON lines
+    python -m nerforge.predict --model OUTPUT_DIR/model --conll FILE [--output OUT] [--metrics-json M]
+
+Word pieces, windows and document context come from :mod:`nerforge.features` (the same code the
+training loop evaluates with), so a sentence longer than ``max_length`` is cut into windows and every
+word is predicted exactly once: never truncated, never twice. A word's tag is the argmax over the
+logits of its first word piece; its score is the softmax probability of that tag.
+
+Rules stated once:
+
+* **Raw text**: words are ``re.finditer(r"\\w+(?:[-'.]\\w+)*|[^\\w\\s]", line)`` -- runs of word
+  characters joined by single ``-``, ``'`` or ``.`` (``2-1``, ``O'Neil``, ``U.S``), and every other
+  non-space character alone. Each word keeps its ``[start, end)`` character offsets into the line.
+  Each input line is one sentence; blank lines separate paragraphs, which are the documents that
+  ``--document-context`` draws context from.
+* **Entities** are read from the word tags the way conlleval reads chunks: ``B-X`` starts an entity,
+  ``I-X`` continues an ``X`` entity and starts one after ``O`` or another type (so IOB1 and IOB2
+  both work, and a bare label ``X`` is read as ``I-X``). An entity spans from its first word's start to
+  its last word's end; its score is the mean probability of the predicted tag over its words.
+* **CoNLL files**: every line is written back unchanged (``-DOCSTART-`` and blank lines byte for
+  byte) and every token line gets the predicted tag as one extra last column, joined with the
+  line's own separator (a tab if the line has one, else a space) so conlleval can read it.
+* **Defaults** for ``max_length``/``stride``/``context_size`` come from the export's
+  ``training_config.yaml`` when the model folder has one, else ``min(model max, 512)`` / 32 / 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Sequence
+
+from nerforge.features import assemble_predictions, collate, tokenize_and_window
+from nerforge.metric import entity_type, prefix_bare_labels, score
+
+__all__ = ["Predictor", "entities_from_tags", "split_words", "WORD_RE", "MAX_LENGTH_CAP", "main"]
+
+WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+MAX_LENGTH_CAP = 512
+_CHUNK_SENTENCES = 2000  # sentences tokenized at a time (cut at document boundaries)
+
+
+def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Words of a raw text line and their [start, end) character offsets (see the module docstring)."""
+    words, spans = [], []
+    for m in WORD_RE.finditer(text):
+        words.append(m.group())
+        spans.append((m.start(), m.end()))
+    return words, spans
+
+
+def entities_from_tags(words: Sequence[str], spans: Sequence[tuple[int, int]], tags: Sequence[str],
+                       scores: Sequence[float] | None = None, text: str | None = None) -> list[dict]:
+    """Entities of one sentence from its word tags (conlleval chunk rules, IOB1 or IOB2).
+
+    Returns ``[{"type", "text", "start", "end", "score"}]``: ``text`` is ``text[start:end]`` when the
+    original line is given, else the words joined by as many spaces as their offsets are apart;
+    ``score`` is the mean of ``scores`` over the entity's words (1.0 when no scores are given)."""
+    if not (len(words) == len(spans) == len(tags)) or (scores is not None and len(scores) != len(tags)):
+        raise ValueError(f"{len(words)} words, {len(spans)} spans, {len(tags)} tags"
+                         + (f", {len(scores)} scores" if scores is not None else ""))
+    chunks: list[tuple[str, int, int]] = []  # (type, first word, last word)
+    prev_type = None
+    for i, tag in enumerate(tags):
+        typ = entity_type(tag)
+        if typ is None:
+            prev_type = None
+            continue
+        if tag.startswith("B-") or typ != prev_type:
+            chunks.append((typ, i, i))
+        else:
+            chunks[-1] = (typ, chunks[-1][1], i)
+        prev_type = typ
+
+    out = []
+    for typ, first, last in chunks:
+        start, end = spans[first][0], spans[last][1]
+        if text is not None:
+            surface = text[start:end]
+        else:
+            surface = words[first]
+            for k in range(first + 1, last + 1):
+                surface += " " * max(0, spans[k][0] - spans[k - 1][1]) + words[k]
+        probs = [float(scores[k]) for k in range(first, last + 1)] if scores is not None else [1.0]
+        out.append({"type": typ, "text": surface, "start": int(start), "end": int(end),
+                    "score": sum(probs) / len(probs)})
+    return out
+
+
+def _training_defaults(name_or_path: str) -> dict:
+    """max_length / stride / context_size from an export's training_config.yaml, if it has one."""
+    path = Path(name_or_path) / "training_config.yaml"
+    if not path.is_file():
+        try:  # a Hub id: the file is in the repo (or the local cache when offline)
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name_or_path, "training_config.yaml"))
+        except Exception:  # noqa: BLE001 - no such file, no such repo, offline: plain defaults
+            return {}
+    from nerforge.config import load_saved
+
+    data = load_saved(path).data
+    return {"max_length": data.max_length, "stride": data.stride, "context_size": data.context_size}
+
+
+def _model_max_length(model, tokenizer) -> int:
+    limits = [MAX_LENGTH_CAP]
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 100_000:
+        limits.append(tok_max)
+    pos = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(pos, int) and pos > 0:
+        # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
+        offset = getattr(model.config, "pad_token_id", None) if getattr(model.config, "model_type", "") in (
+            "roberta", "xlm-roberta", "camembert", "longformer") else None
+        limits.append(pos - (offset + 1 if isinstance(offset, int) else 0))
+    return min(limits)
+
+
+class Predictor:
+    """Tag pre-split sentences with a token-classification model, batched, windowed, length-sorted.
+
+    Args:
+        model, tokenizer: a ``*ForTokenClassification`` model and its *fast* tokenizer.
+        batch_size: windows per forward pass.
+        max_length: longest model input in word pieces, special tokens included (None: the model's
+            maximum, capped at 512). Longer sentences are windowed, never truncated.
+        stride: word pieces of context on each side of a window when a sentence is cut.
+        context_size: word pieces of document context on each side of a sentence (0: none).
+        device: torch device (None: cuda if available, else cpu).
+        bf16: run the forward pass under bfloat16 autocast.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 64, max_length: int | None = None, stride: int = 32,
+                 context_size: int = 0, device=None, bf16: bool = False):
+        import torch
+
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a fast tokenizer is required (word_ids() aligns predictions to words)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if stride < 0 or context_size < 0:
+            raise ValueError("stride and context_size must be >= 0")
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = int(max_length) if max_length else _model_max_length(model, tokenizer)
+        self.stride = stride
+        self.context_size = context_size
+        self.bf16 = bf16
+        self.id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False,
+                        **kw) -> "Predictor":
+        """Load an export folder or Hub id. ``max_length``/``stride``/``context_size`` not given (or
+        None) default to the values in the export's ``training_config.yaml`` when present."""
+        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+        from nerforge.modeling import PREFIX_SPACE_MODELS
+
+        name_or_path = str(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, use_fast=True,
+                                                  trust_remote_code=trust_remote_code, **extra)
+        model = AutoModelForTokenClassification.from_pretrained(name_or_path, config=config, revision=revision,
+                                                                trust_remote_code=trust_remote_code)
+        for key, value in _training_defaults(name_or_path).items():
+            if kw.get(key) is None:
+                kw[key] = value
+        kw = {k: v for k, v in kw.items() if v is not None}
+        return cls(model, tokenizer, **kw)
+
+    # ------------------------------------------------------------------ core
+
+    def _windows(self, sentences: list[list[str]], document_ids: list[int]) -> dict:
+        """Windows for all sentences, tokenized in chunks cut at document boundaries (context never
+        crosses a document, so the result equals one call over everything)."""
+        feats = {"input_ids": [], "labels": [], "word_index": [], "example_id": [], "length": []}
+        n, start = len(sentences), 0
+        while start < n:
+            end = min(n, start + _CHUNK_SENTENCES)
+            if self.context_size:
+                while end < n and document_ids[end] == document_ids[end - 1]:
+                    end += 1
+            batch = {"tokens": sentences[start:end], "ner_tags": [[0] * len(s) for s in sentences[start:end]],
+                     "document_id": document_ids[start:end]}
+            part = tokenize_and_window(batch, list(range(start, end)), tokenizer=self.tokenizer,
+                                       max_length=self.max_length, stride=self.stride, label_all_tokens=False,
+                                       context_size=self.context_size)
+            for key in feats:
+                feats[key] += part[key]
+            start = end
+        return feats
+
+    def _predict_ids(self, sentences: list[list[str]], document_ids: list[int] | None):
+        """(tag ids, probabilities) per word of every sentence."""
+        import torch
+
+        sentences = [list(s) for s in sentences]
+        if document_ids is None:
+            document_ids = list(range(len(sentences)))  # every sentence its own document
+        document_ids = [int(d) for d in document_ids]
+        if len(document_ids) != len(sentences):
+            raise ValueError(f"{len(sentences)} sentences but {len(document_ids)} document ids")
+        # Sentences without words are left out (they add no context either) and get [] back.
+        keep = [i for i, s in enumerate(sentences) if s]
+        words = [sentences[i] for i in keep]
+        feats = self._windows(words, [document_ids[i] for i in keep])
+
+        # Sorted by length (stable, shortest first, like the training loop's `.sort("length")`): little padding.
+        order = sorted(range(len(feats["length"])), key=lambda k: feats["length"][k])
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pred_rows, prob_rows, index_rows, word_rows, example_rows = [], [], [], [], []
+        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16
+                    else nullcontext())
+        flat = 0
+        with torch.inference_mode(), autocast:
+            for b in range(0, len(order), self.batch_size):
+                rows = [{key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
+                        for k in order[b : b + self.batch_size]]
+                batch = collate(rows, pad_id=pad)
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits.float()
+                pred = logits.argmax(-1)
+                prob = logits.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+                width = pred.shape[1]
+                pred_rows += pred.cpu().tolist()
+                prob_rows += prob.cpu().tolist()
+                # A running position per token: assemble_predictions scatters it to words, and both
+                # the tag id and the probability are looked up from it.
+                index_rows += [list(range(flat + r * width, flat + (r + 1) * width)) for r in range(len(rows))]
+                flat += len(rows) * width
+                word_rows += batch["word_index"].tolist()
+                example_rows += [int(e) for e in batch["example_id"]]
+        flat_pred = [p for row in pred_rows for p in row]
+        flat_prob = [p for row in prob_rows for p in row]
+        # example_id is the position in `words`; scatter back, every word exactly once (else it raises).
+        positions = assemble_predictions(index_rows, word_rows, example_rows, [len(s) for s in words])
+        n_read = sum(len(s) for s in sentences)
+        n_pred = sum(len(p) for p in positions)
+        assert n_pred == n_read, f"{n_read} words read but {n_pred} predicted"
+        ids: list[list[int]] = [[] for _ in sentences]
+        probs: list[list[float]] = [[] for _ in sentences]
+        for i, pos in zip(keep, positions):
+            ids[i] = [int(flat_pred[p]) for p in pos]
+            probs[i] = [float(flat_prob[p]) for p in pos]
+        return ids, probs
+
+    # ------------------------------------------------------------------ public API
+
+    def predict_words_with_scores(self, sentences: list[list[str]], document_ids: list[int] | None = None
+                                  ) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags (names from ``model.config.id2label``) and their softmax probabilities, one per word.
+
+        ``document_ids`` (one per sentence) group consecutive sentences into documents for
+        ``context_size``; None makes every sentence its own document."""
+        ids, probs = self._predict_ids(sentences, document_ids)
+        return [[self.id2label[i] for i in sent] for sent in ids], probs
+
+    def predict_words(self, sentences: list[list[str]], document_ids: list[int] | None = None) -> list[list[str]]:
+        """One tag name (from ``model.config.id2label``) per word of every sentence."""
+        return self.predict_words_with_scores(sentences, document_ids)[0]
+
+    def tag_text(self, lines: list[str], paragraphs: bool = False) -> list[dict]:
+        """Raw text lines -> ``[{"text": line, "entities": [...]}]``, one dict per line (see the module
+        docstring for the word rule). With ``paragraphs`` blank-line separated paragraphs are the
+        documents that document context is drawn from; otherwise every line stands alone."""
+        texts = [line.rstrip("\r\n") for line in lines]
+        split = [split_words(t) for t in texts]
+        doc_ids, doc = [], 0
+        for i, t in enumerate(texts):
+            if paragraphs:
+                if not t.strip() and i and texts[i - 1].strip():
+                    doc += 1
+            else:
+                doc = i
+            doc_ids.append(doc)
+        tags, probs = self.predict_words_with_scores([w for w, _ in split], doc_ids)
+        return [{"text": t, "entities": entities_from_tags(w, s, tg, pr, text=t)}
+                for t, (w, s), tg, pr in zip(texts, split, tags, probs)]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _needs_prefixing(tags_seen: set) -> bool:
+    return any(t != "O" and entity_type(t) == t for t in tags_seen)
+
+
+def _conll_output_lines(raw_lines: list[str], sentences, predictions: list[list[str]]) -> list[str]:
+    """The input lines with one predicted tag appended to every token line (others unchanged)."""
+    out = list(raw_lines)
+    for sent, tags in zip(sentences, predictions):
+        for k, tag in enumerate(tags):
+            i = sent.line - 1 + k
+            line = out[i]
+            ending = "\r" if line.endswith("\r") else ""
+            body = line[: len(line) - len(ending)].rstrip(" \t")
+            out[i] = body + ("\t" if "\t" in body else " ") + tag + ending
+    return out
+
+
+def _format_metrics(m: dict) -> str:
+    rows = [f"processed {m['num_words']} words in {m['num_sentences']} sentences; accuracy {100 * m['accuracy']:.2f}%",
+            f"entity micro: precision {100 * m['precision']:.2f}%  recall {100 * m['recall']:.2f}%  "
+            f"F1 {100 * m['f1']:.2f}"]
+    for typ, r in m["per_type"].items():
+        rows.append(f"  {typ:>8s}: precision {100 * r['precision']:6.2f}%  recall {100 * r['recall']:6.2f}%  "
+                    f"F1 {100 * r['f1']:6.2f}  ({r['support']})")
+    return "\n".join(rows)
+
+
+def _run_conll(args, predictor: Predictor) -> None:
+    from conll2003_loader import ConllFormatError, read_conll
+
+    path = Path(args.conll)
+    sentences = list(read_conll(path, tuple(args.columns), args.separator, args.encoding))
+    decoded = path.read_bytes().decode(args.encoding)
+    bom = "\ufeff" if decoded.startswith("\ufeff") else ""
+    raw = decoded[len(bom):].split("\n")
+    words = [s.tokens for s in sentences]
+    docs = [s.document_index for s in sentences]
+    pred = predictor.predict_words(words, docs)
+    if _needs_prefixing({t for s in pred for t in s}):
+        pred = [prefix_bare_labels(s) for s in pred]
+    for s in sentences:  # token lines are consecutive from the sentence's first line
+        for k, tok in enumerate(s.tokens):
+            if tok not in raw[s.line - 1 + k]:
+                raise ConllFormatError(path, s.line + k, "token line does not match the parsed sentence")
+    text = bom + "\n".join(_conll_output_lines(raw, sentences, pred))
+    if args.output:
+        Path(args.output).write_text(text, encoding=args.encoding, newline="")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if "ner_tags" in args.columns:
+        metrics = score([s.tags["ner_tags"] for s in sentences], pred)
+        if args.metrics_json:
+            Path(args.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        print(_format_metrics(metrics), file=sys.stderr)
+
+
+def _read_text(args) -> list[str]:
+    if args.input and args.input != "-":
+        data = Path(args.input).read_bytes()
+        try:
+            text = data.decode(args.encoding)
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise ValueError(f"{args.input}:{line}: bytes not valid {args.encoding}") from None
+    else:
+        text = sys.stdin.read()
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text.split("\n") if text else []
+
+
+def _run_text(args, predictor: Predictor) -> None:
+    lines = _read_text(args)
+    results = predictor.tag_text(lines, paragraphs=True)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for r in results:
+            for e in r["entities"]:
+                e["score"] = round(e["score"], 4)
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nerforge.predict", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="export folder or Hub id of a token-classification model")
+    p.add_argument("input", nargs="?", default=None, help="raw text file, one sentence a line (default: stdin)")
+    p.add_argument("--conll", default=None, help="CoNLL column file to tag (instead of raw text)")
+    p.add_argument("--columns", nargs="+", default=["tokens", "pos_tags", "chunk_tags", "ner_tags"],
+                   help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _); "
+                        "ner_tags, when present, is the gold column")
+    p.add_argument("--separator", default=None, help="column separator of --conll (default: spaces/tabs)")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--output", default=None, help="output file (default: stdout)")
+    p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="word pieces per window (default: training_config.yaml, else model max capped at 512)")
+    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--document-context", type=int, default=None, metavar="N",
+                   help="word pieces of document context (CoNLL: -DOCSTART- groups; text: paragraphs)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from conll2003_loader import ConllFormatError
+
+    try:
+        predictor = Predictor.from_pretrained(args.model, batch_size=args.batch_size, max_length=args.max_length,
+                                              stride=args.stride, context_size=args.document_context,
+                                              device=args.device, bf16=args.bf16)
+        if args.conll:
+            _run_conll(args, predictor)
+        else:
+            _run_text(args, predictor)
+    except (ConllFormatError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
