@@ -14,7 +14,7 @@ tags likewise. Columns are split on ASCII spaces/tabs only, never on other Unico
 
 from typing import Optional
 
-from .builder import DEFAULT_URLS, SPLIT_FILE_NAMES, Conll2003, Conll2003Config
+from .builder import DEFAULT_URLS, SPLIT_FILE_NAMES, Conll2003, Conll2003Config, prepare
 from .parsing import CHUNK_TAGS, NER_TAGS, POS_TAGS, ConllFormatError, infer_label_names, iob1_to_iob2, read_conll
 
 __all__ = [
@@ -28,5 +28,4 @@ def load_conll(data_dir: Optional[str] = None, cache_dir: Optional[str] = None, 
     if data_dir is not None:
         data_dir = str(data_dir)
     builder = Conll2003(cache_dir=cache_dir, data_dir=data_dir, **config_kwargs)
-    builder.download_and_prepare()
-    return builder.as_dataset()
+    return prepare(builder)

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
-from .builder import Conll2003
+from .builder import Conll2003, prepare
 from .parsing import ConllFormatError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -37,8 +37,7 @@ def build(output, cache_dir=None, **builder_kwargs) -> datasets.DatasetDict:
     """Prepare the dataset and write Parquet shards + dataset card under ``output``; return the splits."""
     output = Path(output)
     builder = Conll2003(cache_dir=cache_dir, **builder_kwargs)
-    builder.download_and_prepare()
-    dsd = builder.as_dataset()
+    dsd = prepare(builder)
     data = output / "data"
     data.mkdir(parents=True, exist_ok=True)
     for old in data.glob("*.parquet"):

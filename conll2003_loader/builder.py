@@ -71,6 +71,17 @@ class Conll2003Config(datasets.BuilderConfig):
             self.sha256 = dict(DEFAULT_SHA256)
 
 
+def prepare(builder: datasets.DatasetBuilder) -> datasets.DatasetDict:
+    """download_and_prepare + as_dataset, re-raising a ConllFormatError hidden in a DatasetGenerationError."""
+    try:
+        builder.download_and_prepare()
+    except datasets.exceptions.DatasetGenerationError as err:
+        if isinstance(err.__cause__, ConllFormatError):
+            raise err.__cause__ from None
+        raise
+    return builder.as_dataset()
+
+
 class Conll2003(datasets.ArrowBasedBuilder):
     """CoNLL-2003 English NER (or any CoNLL column corpus) with document boundaries, IOB2 by default."""
 
@@ -124,6 +135,8 @@ class Conll2003(datasets.ArrowBasedBuilder):
                 raise ConllFormatError(
                     data_dir / names[0], None, f"missing {split} split file (accepted names: {', '.join(names)})"
                 )
+            if found[0].is_dir():
+                raise ConllFormatError(found[0], None, "expected a file, found a directory")
             files[split] = str(found[0])
         return files
 

@@ -171,4 +171,5 @@ def read_conll(
     if (rec := flush()) is not None:
         yield rec
     if n_sentences == 0:
-        raise ConllFormatError(path, len(lines), "no sentences found (expected token lines separated by blank lines)")
+        last = len(lines) - (lines[-1] == "")  # lines in the file (a final newline opens no new line)
+        raise ConllFormatError(path, max(last, 1), "no sentences found (expected token lines separated by blank lines)")
