@@ -133,6 +133,10 @@ def test_model_index_holds_exactly_the_passed_numbers(rendered):
     assert "model-index" in card.data.to_dict()
 
 
+def test_rendered_export_is_complete_for_push(rendered):
+    assert export.check_export_dir(rendered[0]) == rendered[0]
+
+
 def test_card_body_tables_and_numbers(rendered):
     text = (rendered[0] / "README.md").read_text()
     for split in ("validation", "test"):
