@@ -114,7 +114,12 @@ def read_conll(
     names = [c for _, c in wanted]
     tok = names.index("tokens")
     allowed = {c: frozenset(v) for c, v in (label_names or {}).items()}
-    seen_ok: set = set()  # (column, tag) pairs already validated, to keep the loop fast
+    seen_ok = {c: set() for c in names if c != "tokens"}  # tags already validated, to keep the loop fast
+    bad_char = _BINARY.search(text)
+    if bad_char:
+        line = text.count("\n", 0, bad_char.start()) + 1
+        shown = _shown(text.split("\n")[line - 1])
+        raise ConllFormatError(path, line, f"binary data (control character or NUL byte): {shown}")
     doc = sent_in_doc = n_sentences = 0
     cur: list = []
     first_line = 0
@@ -132,8 +137,6 @@ def read_conll(
     lines = text.split("\n")
     for lineno, line in enumerate(lines, 1):
         line = line.removesuffix("\r")
-        if _BINARY.search(line):
-            raise ConllFormatError(path, lineno, f"binary data (control character or NUL byte): {_shown(line)}")
         stripped = line.strip(" \t")
         if not stripped:
             if (rec := flush()) is not None:
@@ -153,17 +156,19 @@ def read_conll(
         values = []
         for i, col in wanted:
             value = fields[i]
-            if (col, value) not in seen_ok:
-                if value == "":
-                    raise ConllFormatError(path, lineno, f"empty {col} column: {_shown(line)}")
-                if col in IOB_COLUMNS and not is_iob_tag(value):
-                    raise ConllFormatError(path, lineno, f"{col}: {value!r} is not O, B-X or I-X")
-                if col in allowed and value not in allowed[col]:
-                    raise ConllFormatError(
-                        path, lineno, f"unknown {col} tag {value!r} (known: {', '.join(sorted(allowed[col]))})"
-                    )
-                if col != "tokens":
-                    seen_ok.add((col, value))
+            if col == "tokens" and value or value in seen_ok.get(col, ()):
+                values.append(value)
+                continue
+            if value == "":
+                raise ConllFormatError(path, lineno, f"empty {col} column: {_shown(line)}")
+            if col in IOB_COLUMNS and not is_iob_tag(value):
+                raise ConllFormatError(path, lineno, f"{col}: {value!r} is not O, B-X or I-X")
+            if col in allowed and value not in allowed[col]:
+                raise ConllFormatError(
+                    path, lineno, f"unknown {col} tag {value!r} (known: {', '.join(sorted(allowed[col]))})"
+                )
+            if col != "tokens":
+                seen_ok[col].add(value)
             values.append(value)
         if not cur:
             first_line = lineno
