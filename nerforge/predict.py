@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from contextlib import nullcontext
@@ -40,6 +41,8 @@ from nerforge.features import assemble_predictions, collate, tokenize_and_window
 from nerforge.metric import entity_type, prefix_bare_labels, score
 
 __all__ = ["Predictor", "entities_from_tags", "split_words", "WORD_RE", "MAX_LENGTH_CAP", "main"]
+
+logger = logging.getLogger(__name__)
 
 WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
 MAX_LENGTH_CAP = 512
@@ -94,8 +97,11 @@ def entities_from_tags(words: Sequence[str], spans: Sequence[tuple[int, int]], t
 
 
 def _training_defaults(name_or_path: str) -> dict:
-    """max_length / stride / context_size from an export's training_config.yaml, if it has one."""
+    """max_length / stride / context_size (and the evaluation batch size, so that batches and padding
+    match the training loop's evaluation) from an export's training_config.yaml, if it has one."""
     path = Path(name_or_path) / "training_config.yaml"
+    if Path(name_or_path).exists() and not path.is_file():
+        return {}
     if not path.is_file():
         try:  # a Hub id: the file is in the repo (or the local cache when offline)
             from huggingface_hub import hf_hub_download
@@ -105,8 +111,9 @@ def _training_defaults(name_or_path: str) -> dict:
             return {}
     from nerforge.config import load_saved
 
-    data = load_saved(path).data
-    return {"max_length": data.max_length, "stride": data.stride, "context_size": data.context_size}
+    cfg = load_saved(path)
+    return {"max_length": cfg.data.max_length, "stride": cfg.data.stride, "context_size": cfg.data.context_size,
+            "batch_size": cfg.training.per_device_eval_batch_size}
 
 
 def _model_max_length(model, tokenizer) -> int:
@@ -131,7 +138,8 @@ class Predictor:
         batch_size: windows per forward pass.
         max_length: longest model input in word pieces, special tokens included (None: the model's
             maximum, capped at 512). Longer sentences are windowed, never truncated.
-        stride: word pieces of context on each side of a window when a sentence is cut.
+        stride: word pieces of context on each side of a window when a sentence is cut (lowered to a
+            quarter of the window, with a warning, when twice it would fill the window).
         context_size: word pieces of document context on each side of a sentence (0: none).
         device: torch device (None: cuda if available, else cpu).
         bf16: run the forward pass under bfloat16 autocast.
@@ -152,6 +160,16 @@ class Predictor:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = int(max_length) if max_length else _model_max_length(model, tokenizer)
+        from nerforge.features import special_token_layout
+
+        prefix, suffix = special_token_layout(tokenizer)
+        budget = self.max_length - len(prefix) - len(suffix)
+        if budget < 1:
+            raise ValueError(f"max_length {self.max_length} leaves no room for words")
+        if 2 * stride >= budget:  # such a stride could not cut a long sentence at all
+            new = (budget - 1) // 4
+            logger.warning("stride %d is too large for windows of %d pieces; using %d", stride, budget, new)
+            stride = new
         self.stride = stride
         self.context_size = context_size
         self.bf16 = bf16
@@ -160,8 +178,8 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False,
                         **kw) -> "Predictor":
-        """Load an export folder or Hub id. ``max_length``/``stride``/``context_size`` not given (or
-        None) default to the values in the export's ``training_config.yaml`` when present."""
+        """Load an export folder or Hub id. ``batch_size``/``max_length``/``stride``/``context_size`` not
+        given (or None) default to the values in the export's ``training_config.yaml`` when present."""
         from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
         from nerforge.modeling import PREFIX_SPACE_MODELS
@@ -319,23 +337,28 @@ def _format_metrics(m: dict) -> str:
     return "\n".join(rows)
 
 
-def _run_conll(args, predictor: Predictor) -> None:
+def _read_conll(args):
+    """Parse (and so validate) the CoNLL file: its sentences, its raw lines and a leading BOM."""
     from conll2003_loader import ConllFormatError, read_conll
 
     path = Path(args.conll)
     sentences = list(read_conll(path, tuple(args.columns), args.separator, args.encoding))
-    decoded = path.read_bytes().decode(args.encoding)
+    decoded = path.read_bytes().decode(args.encoding)  # read_conll has checked the encoding
     bom = "\ufeff" if decoded.startswith("\ufeff") else ""
-    raw = decoded[len(bom):].split("\n")
-    words = [s.tokens for s in sentences]
-    docs = [s.document_index for s in sentences]
-    pred = predictor.predict_words(words, docs)
-    if _needs_prefixing({t for s in pred for t in s}):
-        pred = [prefix_bare_labels(s) for s in pred]
-    for s in sentences:  # token lines are consecutive from the sentence's first line
+    raw = decoded[len(bom):].split("\n")  # split as read_conll does: line numbers agree
+    for s in sentences:  # a sentence's token lines are consecutive from its first line
         for k, tok in enumerate(s.tokens):
             if tok not in raw[s.line - 1 + k]:
                 raise ConllFormatError(path, s.line + k, "token line does not match the parsed sentence")
+    return sentences, raw, bom
+
+
+def _run_conll(args, predictor: Predictor, parsed) -> None:
+    sentences, raw, bom = parsed
+    words = [s.tokens for s in sentences]
+    pred = predictor.predict_words(words, [s.document_index for s in sentences])
+    if _needs_prefixing({t for s in pred for t in s}):
+        pred = [prefix_bare_labels(s) for s in pred]
     text = bom + "\n".join(_conll_output_lines(raw, sentences, pred))
     if args.output:
         Path(args.output).write_text(text, encoding=args.encoding, newline="")
@@ -351,21 +374,24 @@ def _run_conll(args, predictor: Predictor) -> None:
 
 def _read_text(args) -> list[str]:
     if args.input and args.input != "-":
-        data = Path(args.input).read_bytes()
+        path = Path(args.input)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        data = path.read_bytes()
         try:
             text = data.decode(args.encoding)
         except UnicodeDecodeError as err:
             line = data.count(b"\n", 0, err.start) + 1
-            raise ValueError(f"{args.input}:{line}: bytes not valid {args.encoding}") from None
+            raise ValueError(f"{path}:{line}: bytes not valid {args.encoding}: {data[err.start:err.end]!r}") from None
     else:
         text = sys.stdin.read()
+    text = text.removeprefix("\ufeff")
     if text.endswith("\n"):
         text = text[:-1]
     return text.split("\n") if text else []
 
 
-def _run_text(args, predictor: Predictor) -> None:
-    lines = _read_text(args)
+def _run_text(args, predictor: Predictor, lines: list[str]) -> None:
     results = predictor.tag_text(lines, paragraphs=True)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -376,6 +402,8 @@ def _run_text(args, predictor: Predictor) -> None:
     finally:
         if args.output:
             out.close()
+        else:
+            out.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--output", default=None, help="output file (default: stdout)")
     p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default: training_config.yaml's eval batch size, else 64)")
     p.add_argument("--max-length", type=int, default=None,
                    help="word pieces per window (default: training_config.yaml, else model max capped at 512)")
     p.add_argument("--stride", type=int, default=None)
@@ -404,17 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from conll2003_loader import ConllFormatError
-
     try:
+        # The input is read and checked first: bad input fails fast, before the model loads.
+        parsed = _read_conll(args) if args.conll else _read_text(args)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         predictor = Predictor.from_pretrained(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                               stride=args.stride, context_size=args.document_context,
                                               device=args.device, bf16=args.bf16)
         if args.conll:
-            _run_conll(args, predictor)
+            _run_conll(args, predictor, parsed)
         else:
-            _run_text(args, predictor)
-    except (ConllFormatError, ValueError, OSError) as e:
+            _run_text(args, predictor, parsed)
+    except (ValueError, OSError) as e:  # ConllFormatError is a ValueError naming file and line
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
