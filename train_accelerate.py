@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from functools import partial
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -32,6 +33,13 @@ from nerforge.metric import score
 from nerforge.modeling import build_tiny_bert, load_model_and_tokenizer, param_groups
 
 STATE_FILE = "trainer_state.json"
+
+
+def fault_point(name: str, step: int) -> None:
+    """Fault injection for the reliability tests: NERFORGE_KILL_AT=save:8 kills this process with
+    SIGKILL halfway through writing the step-8 checkpoint (points: step, save, eval)."""
+    if os.environ.get("NERFORGE_KILL_AT") == f"{name}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def load_splits(cfg: RunConfig):
@@ -51,7 +59,8 @@ def load_splits(cfg: RunConfig):
     return load_conll(data_dir=d.data_dir, cache_dir=d.cache_dir, **options)
 
 
-def find_checkpoint(ckpt_dir: Path, spec: str) -> Path:
+def find_checkpoint(ckpt_dir: Path, spec: str) -> Path | None:
+    """The checkpoint to resume from; None for 'latest' when the run died before its first one."""
     if spec != "latest":
         path = Path(spec)
         if not (path / STATE_FILE).is_file():
@@ -59,18 +68,17 @@ def find_checkpoint(ckpt_dir: Path, spec: str) -> Path:
         return path
     # Only fully written checkpoints have their final name (they are renamed from a temporary one).
     done = sorted(p for p in ckpt_dir.glob("step-*") if (p / STATE_FILE).is_file())
-    if not done:
-        raise ConfigError(f"--resume_from_checkpoint latest: no checkpoint in {ckpt_dir}")
-    return done[-1]
+    return done[-1] if done else None
 
 
 @torch.no_grad()
-def evaluate(model, loader, split, label_names, accelerator) -> dict:
+def evaluate(model, loader, split, label_names, accelerator, step: int = -1) -> dict:
     """Predict every word of `split` once (windows are scattered back to words) and score it."""
     model.eval()
     preds, words, examples, losses = [], [], [], []
     for batch in loader:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        fault_point("eval", step)
         losses.append(accelerator.gather_for_metrics(out.loss.detach().reshape(1)).mean())
         p, w = accelerator.pad_across_processes((out.logits.argmax(-1), batch["word_index"]), dim=1, pad_index=-1)
         p, w, e = accelerator.gather_for_metrics((p, w, batch["example_id"]))
@@ -95,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     t, d = cfg.training, cfg.data
     out_dir = Path(t.output_dir)
     trackers = [] if t.report_to == "none" else t.report_to.split(",")
-    accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
-                              log_with=trackers or None, project_dir=str(out_dir))
+    accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps, log_with=trackers or None,
+                              project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")))
     main_proc = accelerator.is_main_process
     log = accelerator.print
     set_seed(t.seed)
@@ -139,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
     pad = partial(collate, pad_id=tokenizer.pad_token_id)
     sampler = LengthGroupedBatchSampler(feats["train"]["length"], t.per_device_train_batch_size, seed=t.seed)
-    train_dl = DataLoader(feats["train"], batch_sampler=sampler, collate_fn=pad, num_workers=t.dataloader_num_workers)
+    # Each loader has its own generator: starting an iterator then draws no number from the global
+    # RNG, whose stream (dropout) must be the same in a resumed run as in an uninterrupted one.
+    train_dl = DataLoader(feats["train"], batch_sampler=sampler, collate_fn=pad, num_workers=t.dataloader_num_workers,
+                          generator=torch.Generator().manual_seed(t.seed))
 
     def eval_loader(split):  # sorted by length: little padding; order does not matter to the score
-        return DataLoader(feats[split].sort("length"), batch_size=t.per_device_eval_batch_size, collate_fn=pad)
+        return DataLoader(feats[split].sort("length"), batch_size=t.per_device_eval_batch_size, collate_fn=pad,
+                          generator=torch.Generator().manual_seed(t.seed))
 
     eval_dls = {split: eval_loader(split) for split in ("validation", "test") if split in feats}
 
@@ -154,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     model, optimizer, train_dl, *eval_list = accelerator.prepare(model, optimizer, train_dl, *eval_dls.values())
     eval_dls = dict(zip(eval_dls, eval_list))
     steps_per_epoch = math.ceil(len(train_dl) / t.gradient_accumulation_steps)
-    max_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
+    # max_steps 0: no training; the model as loaded is evaluated and exported.
+    max_steps = t.max_steps if t.max_steps >= 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     num_epochs = math.ceil(max_steps / steps_per_epoch)
     # The scheduler is stepped by us once per optimizer step, so it is registered, not prepared
     # (a prepared scheduler steps once per process).
@@ -172,9 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             log(f"error: {e}", file=sys.stderr)
             return 2
-        accelerator.load_state(str(ckpt))  # weights, optimizer, scheduler, RNG states of every process
-        state = json.loads((ckpt / STATE_FILE).read_text())
-        log(f"resumed from {ckpt} at step {state['global_step']}")
+        if ckpt is None:
+            log(f"no complete checkpoint in {ckpt_dir} yet: starting from step 0")
+        else:
+            accelerator.load_state(str(ckpt))  # weights, optimizer, scheduler, RNG states of every process
+            state = json.loads((ckpt / STATE_FILE).read_text())
+            log(f"resumed from {ckpt} at step {state['global_step']}")
     start_epoch, done_in_epoch = divmod(state["global_step"], steps_per_epoch)
 
     # ------------------------------------------------------------------ startup summary
@@ -199,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp)
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp), safe_serialization=True)
+        fault_point("save", state["global_step"])
         if main_proc:
             saving.write_json_atomic(tmp / STATE_FILE, state)
             cfg.save(tmp / "training_config.yaml")
@@ -212,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_eval() -> bool:
         """Evaluate on validation, keep the best model; True when early stopping says stop."""
-        res = evaluate(model, eval_dls["validation"], raw["validation"], label_names, accelerator)
+        res = evaluate(model, eval_dls["validation"], raw["validation"], label_names, accelerator, state["global_step"])
         entry = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 3),
                  "eval_f1": res["f1"], "eval_loss": res["loss"]}
         state["history"].append(entry)
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process,
                     desc="training")
     running_loss, running_n, stop, t0 = torch.zeros((), device=accelerator.device), 0, False, time.time()
-    for epoch in range(start_epoch, num_epochs):
+    for epoch in range(start_epoch, num_epochs if state["global_step"] < max_steps else start_epoch):
         sampler.set_epoch(epoch)  # batch order is a function of (seed, epoch): every process agrees
         loader = train_dl
         if epoch == start_epoch and done_in_epoch:
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             with accelerator.accumulate(model):
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
                 accelerator.backward(out.loss)
+                fault_point("step", state["global_step"] + 1)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
                 optimizer.step()

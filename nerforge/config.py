@@ -62,7 +62,7 @@ class TrainingConfig:
     lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     max_grad_norm: float = 1.0
     num_train_epochs: float = 3.0
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs when > 0)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs when >= 0; 0 evaluates and exports the model as loaded)."})
     seed: int = 42
     eval_steps: int = field(default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."})
@@ -190,7 +190,7 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser((ModelConfig, DataConfig, TrainingConfig))
+    parser = HfArgumentParser((ModelConfig, DataConfig, TrainingConfig), allow_abbrev=False)
     if known.config:
         parser.set_defaults(**read_yaml(known.config))
     model, data, training, unknown = parser.parse_args_into_dataclasses(

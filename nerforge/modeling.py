@@ -29,8 +29,10 @@ def build_tiny_bert(words: Iterable[str], label_names: Sequence[str], out_dir: s
         num_labels=len(label_names), id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
     )
-    torch.manual_seed(seed)
-    BertForTokenClassification(config).save_pretrained(out_dir, safe_serialization=True)
+    with torch.random.fork_rng():  # leave the caller's RNG stream untouched
+        torch.manual_seed(seed)
+        model = BertForTokenClassification(config)
+    model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
 

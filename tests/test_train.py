@@ -1,0 +1,142 @@
+"""The real entry point, run as users run it, on a 2-layer BERT and a small made-up corpus."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, NER
+
+SCRIPT = str(ROOT / "train_accelerate.py")
+FAST = ["--tiny_model", "--max_length", "64", "--stride", "8", "--report_to", "none", "--learning_rate", "3e-3",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "2"]
+
+
+def run(*args, env=None, check=True):
+    e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    e.update(env or {})
+    p = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT, env=e, timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from nerforge.sample import write_corpus
+
+    d = tmp_path_factory.mktemp("corpus")
+    write_corpus(d, seed=1, sizes=(("train", 96), ("valid", 40), ("test", 40)))
+    return d
+
+
+def weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "12", "--eval_steps", "4",
+            "--save_steps", "4", "--save_total_limit", "5", "--report_to", "tensorboard",
+            "--example_text", "Mara Lindqvist visited Port Ellis .")
+    return out, p
+
+
+def test_exact_files_and_metrics(finished_run):
+    out, p = finished_run
+    assert sorted(x.name for x in out.iterdir()) == ["best_model", "checkpoints", "logs", "metrics.json", "model",
+                                                     "tiny_model_init"]
+    assert sorted(x.name for x in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008", "step-000012"]
+    assert sorted(x.name for x in (out / "model").iterdir()) == [
+        "README.md", "config.json", "metrics.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "training_config.yaml", "training_curve.png"]
+    ckpt = out / "checkpoints" / "step-000012"
+    assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {x.name for x in ckpt.iterdir()}
+    assert not list(out.rglob("*.bin")) or all(x.name == "optimizer.bin" for x in out.rglob("*.bin"))
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        m = metrics[split]
+        assert {"precision", "recall", "f1", "accuracy", "weighted_f1", "per_type"} <= set(m)
+        assert set(m["per_type"]) == {"PER", "ORG", "LOC", "MISC"}
+        assert all({"precision", "recall", "f1", "support"} <= set(v) for v in m["per_type"].values())
+        assert m["num_sentences"] == 40
+    losses = [h["loss"] for h in metrics["history"] if "loss" in h]
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
+    assert [h["step"] for h in metrics["history"] if "eval_f1" in h] == [4, 8, 12]
+
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["id2label"] == {str(i): n for i, n in enumerate(NER)}
+    saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
+    assert saved["training"]["max_steps"] == 12 and saved["model"]["tiny_model"] is True
+    assert "effective batch (per device x processes x accumulation): 8" in p.stdout
+    assert "pipeline('ner')" in p.stdout
+
+
+def test_export_loads_in_pipeline_with_whole_entities(finished_run):
+    from transformers import pipeline
+
+    out, _ = finished_run
+    ner = pipeline("ner", model=str(out / "model"), aggregation_strategy="simple")
+    text = "Mara Lindqvist said Northwind Bank would open an office in Port Ellis ."
+    for ent in ner(text):
+        assert ent["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
+        assert text[ent["start"]:ent["end"]] == ent["word"] or ent["word"] in text
+        assert not ent["word"].startswith("##")
+
+
+def test_memorises_twenty_sentences(tmp_path):
+    from nerforge.sample import write_corpus
+
+    write_corpus(tmp_path / "d", seed=5, sizes=(("train", 20),))
+    for name in ("valid", "test"):  # score on the very sentences it trains on
+        (tmp_path / "d" / f"{name}.txt").write_text((tmp_path / "d" / "train.txt").read_text())
+    run("--data_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "o"), *FAST, "--num_train_epochs", "30",
+        "--warmup_ratio", "0.0")
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["test"]["f1"] >= 0.95, metrics["test"]
+
+
+@pytest.mark.parametrize("kill_at", ["step:7", "save:8", "eval:8", "eval:4"])
+def test_killed_run_resumes_to_identical_weights(corpus, finished_run, tmp_path, kill_at):
+    reference, _ = finished_run
+    out = tmp_path / "out"
+    args = ["--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "12", "--eval_steps", "4",
+            "--save_steps", "4", "--save_total_limit", "5"]
+    p = run(*args, env={"NERFORGE_KILL_AT": kill_at}, check=False)
+    assert p.returncode == -9, p.stderr[-2000:]
+    if kill_at == "save:8":  # the half-written checkpoint is not a checkpoint
+        assert sorted(x.name for x in (out / "checkpoints").iterdir()) == [".tmp-step-000008", "step-000004"]
+    run(*args, "--resume_from_checkpoint", "latest")
+    final, ref = weights(out / "checkpoints" / "step-000012"), weights(reference / "checkpoints" / "step-000012")
+    assert max((final[k] - ref[k]).abs().max().item() for k in ref) <= 1e-6
+    ours, theirs = (json.loads((d / "metrics.json").read_text()) for d in (out, reference))
+    for split in ("validation", "test"):
+        assert ours[split] == theirs[split]
+
+
+def test_existing_output_dir_is_not_overwritten(finished_run, corpus):
+    out, _ = finished_run
+    before = (out / "model" / "model.safetensors").read_bytes()
+    p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "1", check=False)
+    assert p.returncode == 2 and "--overwrite_output_dir" in p.stderr
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_bad_config_and_bad_data_exit_2_without_traceback(tmp_path):
+    p = run("--learning_rat", "1", check=False)
+    assert p.returncode == 2 and "--learning_rat" in p.stderr and "Traceback" not in p.stderr
+    d = tmp_path / "bad"
+    d.mkdir()
+    for name in ("train", "valid", "test"):
+        (d / f"{name}.txt").write_text("EU NNP I-NP I-ORG\nrejects VBZ I-VP\n")
+    p = run("--data_dir", str(d), "--output_dir", str(tmp_path / "o"), *FAST, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "train.txt:2" in p.stderr
