@@ -116,17 +116,24 @@ def _training_defaults(name_or_path: str) -> dict:
             "batch_size": cfg.training.per_device_eval_batch_size}
 
 
+def _position_limit(model) -> int | None:
+    """Longest input the model's position embeddings allow (None: no such limit known)."""
+    pos = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(pos, int) or pos <= 0:
+        return None
+    # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
+    offset = getattr(model.config, "pad_token_id", None) if getattr(model.config, "model_type", "") in (
+        "roberta", "xlm-roberta", "camembert", "longformer") else None
+    return pos - (offset + 1 if isinstance(offset, int) else 0)
+
+
 def _model_max_length(model, tokenizer) -> int:
     limits = [MAX_LENGTH_CAP]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < 100_000:
         limits.append(tok_max)
-    pos = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(pos, int) and pos > 0:
-        # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
-        offset = getattr(model.config, "pad_token_id", None) if getattr(model.config, "model_type", "") in (
-            "roberta", "xlm-roberta", "camembert", "longformer") else None
-        limits.append(pos - (offset + 1 if isinstance(offset, int) else 0))
+    if _position_limit(model) is not None:
+        limits.append(_position_limit(model))
     return min(limits)
 
 
@@ -160,6 +167,9 @@ class Predictor:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = int(max_length) if max_length else _model_max_length(model, tokenizer)
+        limit = _position_limit(model)
+        if limit is not None and self.max_length > limit:
+            raise ValueError(f"max_length {self.max_length} is longer than the model's {limit} positions")
         from nerforge.features import special_token_layout
 
         prefix, suffix = special_token_layout(tokenizer)
@@ -275,6 +285,8 @@ class Predictor:
 
     # ------------------------------------------------------------------ public API
 
+    entities_from_tags = staticmethod(entities_from_tags)
+
     def predict_words_with_scores(self, sentences: list[list[str]], document_ids: list[int] | None = None
                                   ) -> tuple[list[list[str]], list[list[float]]]:
         """Tags (names from ``model.config.id2label``) and their softmax probabilities, one per word.
@@ -354,6 +366,8 @@ def _read_conll(args):
 
 
 def _run_conll(args, predictor: Predictor, parsed) -> None:
+    from conll2003_loader import iob1_to_iob2
+
     sentences, raw, bom = parsed
     words = [s.tokens for s in sentences]
     pred = predictor.predict_words(words, [s.document_index for s in sentences])
@@ -366,7 +380,11 @@ def _run_conll(args, predictor: Predictor, parsed) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     if "ner_tags" in args.columns:
-        metrics = score([s.tags["ner_tags"] for s in sentences], pred)
+        gold = [s.tags["ner_tags"] for s in sentences]
+        metrics = score(gold, pred)
+        if any(g != c for s in gold for g, c in zip(s, iob1_to_iob2(s))):
+            print("note: the gold tags are IOB1 and the predictions IOB2: tag accuracy counts B-/I- "
+                  "differences, entity scores (conlleval chunks) do not", file=sys.stderr)
         if args.metrics_json:
             Path(args.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         print(_format_metrics(metrics), file=sys.stderr)

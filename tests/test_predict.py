@@ -148,6 +148,15 @@ def test_default_max_length_is_capped_and_read_from_training_config(tiny_model_d
     assert (p.max_length, p.stride, p.context_size) == (20, 5, 0)
 
 
+def test_bf16_autocast_and_too_long_max_length(tiny_model_dir):
+    p = Predictor.from_pretrained(tiny_model_dir, max_length=16, bf16=True, device="cpu")
+    sents = random_sentences(4, [3, 40])
+    tags, probs = p.predict_words_with_scores(sents)
+    assert [len(t) for t in tags] == [3, 40] and all(0 < x <= 1 for s in probs for x in s)
+    with pytest.raises(ValueError, match="longer than the model's 512 positions"):
+        Predictor.from_pretrained(tiny_model_dir, max_length=1024, device="cpu")
+
+
 # ------------------------------------------------------------------ raw text
 
 
