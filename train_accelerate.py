@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process,
                     desc="training")
     running_loss, running_n, stop, t0 = torch.zeros((), device=accelerator.device), 0, False, time.time()
+    # Throughput of this process's training steps alone (evaluation and checkpoints excluded).
+    seen = {"windows": 0, "pieces": 0, "pause_s": 0.0}
     for epoch in range(start_epoch, num_epochs if state["global_step"] < max_steps else start_epoch):
         sampler.set_epoch(epoch)  # batch order is a function of (seed, epoch): every process agrees
         loader = train_dl
@@ -264,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 optimizer.zero_grad()
             running_loss += out.loss.detach()
             running_n += 1
+            seen["windows"] += batch["input_ids"].shape[0]
+            seen["pieces"] += int(batch["attention_mask"].sum())
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -279,16 +283,22 @@ def main(argv: list[str] | None = None) -> int:
                 progress.set_postfix(loss=f"{loss:.4f}")
                 running_loss.zero_()
                 running_n = 0
+            pause = time.time()
             if step % eval_every == 0 or step == max_steps:
                 stop = run_eval()
             if step % save_every == 0 or step == max_steps or stop:
                 save_checkpoint()
+            seen["pause_s"] += time.time() - pause
             if stop or step >= max_steps:
                 break
         if stop or state["global_step"] >= max_steps:
             break
     progress.close()
     train_runtime = time.time() - t0
+    step_time = max(train_runtime - seen["pause_s"], 1e-9)
+    throughput = {"train_windows_per_s": round(seen["windows"] * n_proc / step_time, 2),
+                  "train_pieces_per_s": round(seen["pieces"] * n_proc / step_time, 1),
+                  "train_step_time_s": round(step_time, 2)}
 
     # ------------------------------------------------------------------ final evaluation of the best model
     accelerator.wait_for_everyone()
@@ -297,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.unwrap_model(model).load_state_dict(saving.load_weights(best_dir), strict=True)
     metrics = {split: evaluate(model, dl, raw[split], label_names, accelerator) for split, dl in eval_dls.items()}
     metrics.update(best_step=state["best_step"], history=state["history"], num_processes=n_proc,
-                   effective_batch_size=effective, train_runtime_s=round(train_runtime, 2),
+                   effective_batch_size=effective, train_runtime_s=round(train_runtime, 2), **throughput,
                    mixed_precision=accelerator.mixed_precision)
     for split in eval_dls:
         log(f"{split}: precision {100 * metrics[split]['precision']:.2f} recall {100 * metrics[split]['recall']:.2f} "
