@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                 build_tiny_bert(words, label_names, model_path, seed=t.seed)
     model, tokenizer = load_model_and_tokenizer(model_path, label_names, cfg.model.revision,
                                                 cfg.model.trust_remote_code)
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions and d.max_length > max_positions:
+        log(f"error: max_length {d.max_length} exceeds {model_path}'s {max_positions} positions", file=sys.stderr)
+        return 2
     with accelerator.main_process_first():
         feats = {name: build_features(split, tokenizer, max_length=d.max_length, stride=d.stride,
                                       label_all_tokens=d.label_all_tokens, context_size=d.context_size,
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.save_state(str(tmp), safe_serialization=True)
         fault_point("save", state["global_step"])
         if main_proc:
-            saving.write_json_atomic(tmp / STATE_FILE, state)
+            export.write_json_atomic(tmp / STATE_FILE, state)
             cfg.save(tmp / "training_config.yaml")
             if final.exists():
                 shutil.rmtree(final)
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     # ------------------------------------------------------------------ export, card, push (main process)
     status = 0
     if main_proc:
-        saving.write_json_atomic(out_dir / "metrics.json", metrics)
+        export.write_json_atomic(out_dir / "metrics.json", metrics)
         export_dir = saving.export_run(accelerator.unwrap_model(model), tokenizer, cfg, metrics, label_names,
                                        out_dir / "model")
         log(f"exported to {export_dir}")

@@ -12,17 +12,11 @@ import shutil
 from pathlib import Path
 
 from nerforge import export
+from nerforge.export import write_json_atomic
 
 
 class ExportError(OSError):
     pass
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def swap_in(tmp: Path, final: Path) -> None:
