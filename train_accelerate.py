@@ -173,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     # max_steps 0: no training; the model as loaded is evaluated and exported.
     max_steps = t.max_steps if t.max_steps >= 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     num_epochs = math.ceil(max_steps / steps_per_epoch)
-    # The scheduler is stepped by us once per optimizer step, so it is registered, not prepared
-    # (a prepared scheduler steps once per process).
+    # The scheduler is stepped by us once per optimizer step and not prepared (a prepared scheduler
+    # steps once per process). Its small state goes into trainer_state.json rather than through
+    # register_for_checkpointing, which accelerate reloads with an unrestricted pickle.
     scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(t.warmup_ratio * max_steps),
                               num_training_steps=max_steps)
-    accelerator.register_for_checkpointing(scheduler)
     eval_every = t.eval_steps or steps_per_epoch
     save_every = t.save_steps or steps_per_epoch
 
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             accelerator.load_state(str(ckpt))  # weights, optimizer, scheduler, RNG states of every process
             state = json.loads((ckpt / STATE_FILE).read_text())
+            scheduler.load_state_dict(state.pop("scheduler"))
             log(f"resumed from {ckpt} at step {state['global_step']}")
     start_epoch, done_in_epoch = divmod(state["global_step"], steps_per_epoch)
 
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.save_state(str(tmp), safe_serialization=True)
         fault_point("save", state["global_step"])
         if main_proc:
-            export.write_json_atomic(tmp / STATE_FILE, state)
+            export.write_json_atomic(tmp / STATE_FILE, {**state, "scheduler": scheduler.state_dict()})
             cfg.save(tmp / "training_config.yaml")
             if final.exists():
                 shutil.rmtree(final)
