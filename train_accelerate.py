@@ -103,8 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     t, d = cfg.training, cfg.data
     out_dir = Path(t.output_dir)
     trackers = [] if t.report_to == "none" else t.report_to.split(",")
+    # Under torchrun on a machine without GPUs, accelerate needs to be told to use CPU processes (gloo);
+    # otherwise each process would believe it runs alone.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps, log_with=trackers or None,
+                              cpu=world_size > 1 and not torch.cuda.is_available(),
                               project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")))
+    if accelerator.num_processes != world_size:
+        print(f"error: launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
+              f"on CPU set ACCELERATE_USE_CPU=1", file=sys.stderr)
+        return 2
     main_proc = accelerator.is_main_process
     log = accelerator.print
     set_seed(t.seed)
@@ -318,32 +326,40 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{split}: precision {100 * metrics[split]['precision']:.2f} recall {100 * metrics[split]['recall']:.2f} "
             f"F1 {100 * metrics[split]['f1']:.2f} (entity-level micro, conlleval); "
             f"seqeval weighted F1 {100 * metrics[split]['weighted_f1']:.2f}")
-    accelerator.end_training()
 
     # ------------------------------------------------------------------ export, card, push (main process)
-    status = 0
-    if main_proc:
-        export.write_json_atomic(out_dir / "metrics.json", metrics)
-        export_dir = saving.export_run(accelerator.unwrap_model(model), tokenizer, cfg, metrics, label_names,
-                                       out_dir / "model")
-        log(f"exported to {export_dir}")
-        if t.push_to_hub:
-            try:
-                url = export.push_export(export_dir, t.hub_model_id, private=t.hub_private, revision=t.hub_revision,
-                                         commit_message=t.hub_commit_message)
-                log(f"pushed to {url}")
-            except export.PushError as e:
-                log(f"error: {e}", file=sys.stderr)
-                status = 1
-        if t.example_text:
-            from transformers import pipeline
-
-            ner = pipeline("ner", model=str(export_dir), aggregation_strategy="simple")
-            log(f"pipeline('ner') on {t.example_text!r}:")
-            for ent in ner(t.example_text):
-                log(f"  {ent['entity_group']:5s} {ent['word']!r} [{ent['start']}:{ent['end']}] score {ent['score']:.3f}")
+    status = publish(cfg, accelerator.unwrap_model(model), tokenizer, metrics, label_names, out_dir, log) if main_proc else 0
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # last: in a multi-process run it tears down the process group
     return status
+
+
+def publish(cfg: RunConfig, model, tokenizer, metrics: dict, label_names, out_dir: Path, log) -> int:
+    """metrics.json, the export folder, the optional push and the example; 0, or the exit status of a failure."""
+    t = cfg.training
+    try:
+        export.write_json_atomic(out_dir / "metrics.json", metrics)
+        export_dir = saving.export_run(model, tokenizer, cfg, metrics, label_names, out_dir / "model")
+    except OSError as e:  # full or unwritable disk: the previous export, if any, is untouched
+        log(f"error: {e}", file=sys.stderr)
+        return 1
+    log(f"exported to {export_dir}")
+    if t.push_to_hub:
+        try:
+            url = export.push_export(export_dir, t.hub_model_id, private=t.hub_private, revision=t.hub_revision,
+                                     commit_message=t.hub_commit_message)
+            log(f"pushed to {url}")
+        except export.PushError as e:
+            log(f"error: {e}", file=sys.stderr)
+            return 1
+    if t.example_text:
+        from transformers import pipeline
+
+        ner = pipeline("ner", model=str(export_dir), aggregation_strategy="simple")
+        log(f"pipeline('ner') on {t.example_text!r}:")
+        for ent in ner(t.example_text):
+            log(f"  {ent['entity_group']:5s} {ent['word']!r} [{ent['start']}:{ent['end']}] score {ent['score']:.3f}")
+    return 0
 
 
 if __name__ == "__main__":

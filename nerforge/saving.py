@@ -82,6 +82,7 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
                                  do_lower_case=getattr(tokenizer, "do_lower_case", None))
         swap_in(tmp, export_dir)
     except OSError as e:
+        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
         raise ExportError(f"could not write the export to {export_dir}: {e}; "
                           f"any previous export there is unchanged") from e
     return export_dir
