@@ -152,14 +152,14 @@ def test_weights_are_safetensors_only(reference, killed_twice):
             if not (ckpt / "trainer_state.json").exists():
                 continue  # a planted decoy
             names = sorted(p.name for p in _weight_like(ckpt))
-            # model weights as safetensors; torch pickles only for accelerate's optimizer, RNG and
-            # registered-object (LR scheduler) states
-            assert names == ["custom_checkpoint_0.pkl", "model.safetensors", "optimizer.bin",
-                             "random_states_0.pkl"], (ckpt, names)
+            # model weights as safetensors; torch pickles only for accelerate's optimizer and RNG states
+            # (the LR scheduler's state lives in trainer_state.json)
+            assert names == ["model.safetensors", "optimizer.bin", "random_states_0.pkl"], (ckpt, names)
+            assert "scheduler" in __import__("json").loads((ckpt / "trainer_state.json").read_text())
             checked += len(names)
     record("safety", **{"weight files": f"{checked} files checked in exports and checkpoints: model weights "
                                         "only as model.safetensors; pickles only optimizer.bin, "
-                                        "random_states_0.pkl, custom_checkpoint_0.pkl (scheduler)"})
+                                        "random_states_0.pkl"})
 
 
 def test_checkpoint_pickles_load_with_weights_only(reference):
@@ -168,22 +168,17 @@ def test_checkpoint_pickles_load_with_weights_only(reference):
     from accelerate.utils.other import load  # accelerate's torch.load: weights_only=True + numpy safe globals
 
     ckpt = reference / "checkpoints" / "step-000012"
-    for name in ("optimizer.bin", "custom_checkpoint_0.pkl"):
-        torch.load(ckpt / name, weights_only=True)
+    torch.load(ckpt / "optimizer.bin", weights_only=True)
     load(ckpt / "random_states_0.pkl")
 
 
-@pytest.mark.xfail(strict=True, reason="accelerate 1.15 load_custom_state() loads custom_checkpoint_*.pkl with "
-                   "weights_only=False (the LR scheduler registered with register_for_checkpointing): resuming "
-                   "from an untrusted checkpoint can run arbitrary code. Fix in train_accelerate.py: save "
-                   "scheduler.state_dict() in the checkpoint ourselves and load it with torch.load(weights_only=True)"
-                   " instead of accelerator.register_for_checkpointing(scheduler)")
 def test_resume_loads_every_pickle_with_weights_only(killed_twice):
     loads = killed_twice[3]
     assert {x["file"] for x in loads} >= {"optimizer.bin", "random_states_0.pkl"}
     unsafe = sorted({x["file"] for x in loads if x["weights_only"] is not True})
-    record("safety", **{"pickles loaded on resume with weights_only=False": ", ".join(unsafe) or "none"})
     assert unsafe == []
+    record("safety", **{"pickles loaded on resume": f"{len(loads)} torch.load calls, all weights_only=True "
+                                                    f"({', '.join(sorted({x['file'] for x in loads}))})"})
 
 
 def test_trust_remote_code_is_off(reference, monkeypatch):
