@@ -190,7 +190,7 @@ def _trainer_run(cfg: dict, *, pad_to_max: bool, max_length: int, max_steps: int
             times["end"] = time.perf_counter()
 
     collator = default_data_collator if pad_to_max else DataCollatorForTokenClassification(tok)
-    args = nb.training_args(out_dir, max_steps=max_steps, num_train_epochs=epochs, seed=SEED)
+    args = nb.training_args(out_dir, max_steps=max_steps, num_train_epochs=epochs, seed=cfg.get("seed", SEED))
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Clock()])
     trainer.train()
     dt = times["end"] - times["begin"]
@@ -223,7 +223,7 @@ def child_f1_notebook(cfg: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         res, trainer, tok = _trainer_run(cfg, pad_to_max=False, max_length=120, max_steps=cfg.get("steps", -1),
-                                         epochs=1, out_dir=tmp)
+                                         epochs=cfg.get("epochs", 1), out_dir=tmp)
         sents, tags, _ = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
         pred, missing = nb.predict_words_trainer(trainer, tok, sents)
     s = score(tags, pred)
@@ -239,7 +239,8 @@ def child_train_ours(cfg: dict) -> dict:
     env = dict(os.environ, ACCELERATE_MIXED_PRECISION=cfg["precision"])
     out = Path(cfg["tmp"]) / f"ours_{cfg['precision']}_{cfg['tag']}"
     cmd = [sys.executable, str(ROOT / "train_accelerate.py"), "--model_name_or_path", cfg["model"],
-           "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none", "--seed", str(SEED),
+           "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none", "--seed", str(cfg.get("seed", SEED)),
+           "--context_size", str(cfg.get("context_size", 0)),
            "--cache_dir", str(Path(cfg["tmp"]) / "ours_cache")]
     if cfg.get("dataset_path"):
         cmd += ["--dataset_path", cfg["dataset_path"]]
@@ -248,7 +249,7 @@ def child_train_ours(cfg: dict) -> dict:
     if cfg.get("steps") is not None:
         cmd += ["--max_steps", str(cfg["steps"])]
     else:
-        cmd += ["--num_train_epochs", "1"]
+        cmd += ["--num_train_epochs", str(cfg.get("epochs", 1))]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0
@@ -259,7 +260,7 @@ def child_train_ours(cfg: dict) -> dict:
     res = {"precision": m["mixed_precision"], "steps": cfg.get("steps"), "sentences_per_s": m["train_windows_per_s"],
            "pieces_per_s": m["train_pieces_per_s"], "train_time_s": m["train_step_time_s"],
            "subprocess_wall_s": round(wall, 2), "command": " ".join(cmd), "last_logged_step": steps}
-    if cfg.get("steps") is None:  # the quality run: full validation/test
+    if cfg.get("steps") is None or cfg.get("full_eval"):  # a quality run: full validation/test
         res.update(f1=m["test"]["f1"], precision_test=m["test"]["precision"], recall_test=m["test"]["recall"],
                    val_f1=m["validation"]["f1"], export=str(out / "model"))
     return res

@@ -188,12 +188,15 @@ def tokenize_and_window(
     prefix, suffix = special_token_layout(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
     words = batch["tokens"]
-    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    # The Rust tokenizer directly: transformers' wrapper adds a per-sentence Python conversion that
+    # profiled at ~16% of preprocessing.
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is not None or backend.padding is not None:  # a tokenizer.json may carry them
+        backend.no_truncation()
+        backend.no_padding()
+    encs = backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
     unk = tokenizer.unk_token_id
-    pieces = [
-        fill_empty_words(group_pieces_by_word(enc["input_ids"][i], enc.word_ids(i), len(words[i])), unk)
-        for i in range(len(words))
-    ]
+    pieces = [fill_empty_words(group_pieces_by_word(e.ids, e.word_ids, len(w)), unk) for e, w in zip(encs, words)]
     flat = [[t for p in sent for t in p] for sent in pieces]
     docs = batch.get("document_id") or [0] * len(words)
 

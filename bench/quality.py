@@ -1,0 +1,139 @@
+"""Quality at equal budget: the notebook recipe vs ours without and with document context.
+
+    python bench/quality.py --data-dir ../shared/data/conll2003 --model ../shared/models/all-minilm-l6-v2 \
+        --seeds 0 1 2 --epochs 1 [--variants notebook ours_no_context ours_context] [--context-size 64]
+
+Each (variant, epochs, seed) is one training run in its own subprocess (bench/run.py's children),
+scored on test with entity-level micro F1 (conlleval rules, nerforge.metric.score). Results
+accumulate in bench/results/quality.json, keyed by variant, epochs and seed, so seeds can be added
+run by run; the aggregates (mean, sample std) and the "Quality" section of BENCHMARKS.md are
+recomputed from every run recorded so far.
+
+Variants:
+  notebook          the notebook recipe: HF Trainer, lr 2e-5, batch 16, weight decay 0.01, first-piece
+                    labels, truncation at 120 (per-batch padding stands in for padding to 120: the
+                    loss ignores pads, so F1 does not depend on it).
+  ours_no_context   train_accelerate.py with its defaults (IOB2, lr 1e-4, warmup 10% + linear decay,
+                    length-grouped batches of 16, fused AdamW, windows instead of truncation).
+  ours_context      the same with --context_size N word pieces of document context on each side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
+
+RESULTS = HERE / "results" / "quality.json"
+VARIANTS = ("notebook", "ours_no_context", "ours_context")
+
+
+def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
+    cfg = {"model": args.model, "data_dir": args.data_dir, "seed": seed, "epochs": epochs, "tmp": args.tmp}
+    if args.max_steps:
+        cfg["steps"] = args.max_steps
+    if variant == "notebook":
+        res = bench.run_child("f1_notebook", cfg, args.threads, log)
+    else:
+        cfg.update(precision="no", tag=f"q{seed}e{epochs}", full_eval=True,
+                   context_size=args.context_size if variant == "ours_context" else 0)
+        res = bench.run_child("train_ours", cfg, args.threads, log)
+    if "error" in res:
+        raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
+    return {"seed": seed, "epochs": epochs, "f1": res["f1"], "validation_f1": res.get("val_f1"),
+            "train_time_s": res.get("train_time_s"), "time_per_epoch_s": round(res["train_time_s"] / epochs, 1)
+            if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
+            "context_size": cfg.get("context_size", 0), "command": res.get("command")}
+
+
+def aggregate(runs: list[dict]) -> dict:
+    f1s = [r["f1"] for r in runs]
+    return {"f1_mean": round(statistics.mean(f1s), 5), "f1_std": round(statistics.stdev(f1s), 5) if len(f1s) > 1 else None,
+            "n_seeds": len(f1s), "epochs": runs[0]["epochs"], "runs": sorted(runs, key=lambda r: r["seed"])}
+
+
+def summarise(all_runs: list[dict]) -> dict:
+    out: dict = {"updated": datetime.datetime.now().isoformat(timespec="seconds"), "machine": bench.machine(),
+                 "all_runs": all_runs}
+    for epochs in sorted({r["epochs"] for r in all_runs}):
+        block = {}
+        for v in VARIANTS:
+            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")]
+            if runs:
+                block[v] = aggregate(runs)
+        if epochs == 1:
+            out.update(block)
+        else:
+            out[f"epochs_{epochs}"] = block
+    return out
+
+
+def markdown(q: dict) -> str:
+    lines = ["## Quality (`bench/quality.py`)", "",
+             f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
+             f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores).", "",
+             "| epochs | variant | seeds | test F1 (%) | time per epoch (s) |", "|---|---|---|---|---|"]
+    blocks = [(1, {v: q[v] for v in VARIANTS if v in q})]
+    blocks += [(int(k.split("_")[1]), v) for k, v in q.items() if k.startswith("epochs_")]
+    for epochs, block in blocks:
+        for v, agg in block.items():
+            f1 = f"{100 * agg['f1_mean']:.2f}" + (f" ± {100 * agg['f1_std']:.2f}" if agg["f1_std"] is not None else "")
+            times = [r["time_per_epoch_s"] for r in agg["runs"] if r.get("time_per_epoch_s")]
+            seeds = ", ".join(str(r["seed"]) for r in agg["runs"])
+            lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {statistics.mean(times):.0f} |" if times
+                         else f"| {epochs} | {v} | {seeds} | {f1} | |")
+    lines += ["", "Commands: " + "; ".join(sorted({r['command'] for r in q['all_runs'] if r.get('command')}))[:2000], ""]
+    return "\n".join(lines)
+
+
+def write_markdown(section: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "conll2003"))
+    p.add_argument("--model", default=str(ROOT.parent / "shared" / "models" / "all-minilm-l6-v2"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--context-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
+    p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))
+    args = p.parse_args(argv)
+    Path(args.tmp).mkdir(parents=True, exist_ok=True)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    prior = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
+    for seed in args.seeds:
+        for v in args.variants:
+            r = dict(one_run(v, seed, args.epochs, args, log), variant=v)
+            prior = [x for x in prior if (x["variant"], x["epochs"], x["seed"], x.get("max_steps")) !=
+                     (v, args.epochs, seed, args.max_steps)] + [r]
+            q = summarise(prior)
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(q, indent=2) + "\n")
+            write_markdown(markdown(q))
+            log(f"{v} seed {seed} epochs {args.epochs}: test F1 {100 * r['f1']:.2f} ({r['time_per_epoch_s']} s/epoch)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
