@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if ckpt is None:
             log(f"no complete checkpoint in {ckpt_dir} yet: starting from step 0")
         else:
-            accelerator.load_state(str(ckpt))  # weights, optimizer, scheduler, RNG states of every process
+            accelerator.load_state(str(ckpt))  # weights, optimizer, RNG states of every process
             state = json.loads((ckpt / STATE_FILE).read_text())
             scheduler.load_state_dict(state.pop("scheduler"))
             log(f"resumed from {ckpt} at step {state['global_step']}")
@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                     desc="training")
     running_loss, running_n, stop, t0 = torch.zeros((), device=accelerator.device), 0, False, time.time()
     # Throughput of this process's training steps alone (evaluation and checkpoints excluded).
-    seen = {"windows": 0, "pieces": 0, "pause_s": 0.0}
+    # Word pieces are summed on the device: converting every step would force a GPU sync per step.
+    seen = {"windows": 0, "pieces": torch.zeros((), dtype=torch.long, device=accelerator.device), "pause_s": 0.0}
     for epoch in range(start_epoch, num_epochs if state["global_step"] < max_steps else start_epoch):
         sampler.set_epoch(epoch)  # batch order is a function of (seed, epoch): every process agrees
         loader = train_dl
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             running_loss += out.loss.detach()
             running_n += 1
             seen["windows"] += batch["input_ids"].shape[0]
-            seen["pieces"] += int(batch["attention_mask"].sum())
+            seen["pieces"] += batch["attention_mask"].sum()
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     train_runtime = time.time() - t0
     step_time = max(train_runtime - seen["pause_s"], 1e-9)
     throughput = {"train_windows_per_s": round(seen["windows"] * n_proc / step_time, 2),
-                  "train_pieces_per_s": round(seen["pieces"] * n_proc / step_time, 1),
+                  "train_pieces_per_s": round(int(seen["pieces"]) * n_proc / step_time, 1),
                   "train_step_time_s": round(step_time, 2)}
 
     # ------------------------------------------------------------------ final evaluation of the best model
