@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     with accelerator.main_process_first():
         feats = {name: build_features(split, tokenizer, max_length=d.max_length, stride=d.stride,
                                       label_all_tokens=d.label_all_tokens, context_size=d.context_size,
+                                      pack_length=d.pack_length,
                                       label_names=label_names, num_proc=d.preprocessing_num_workers)
                  for name, split in raw.items()}
 

@@ -246,6 +246,7 @@ def child_train_ours(cfg: dict) -> dict:
         cmd += ["--dataset_path", cfg["dataset_path"]]
     else:
         cmd += ["--data_dir", cfg["data_dir"]]
+    cmd += [str(a) for a in cfg.get("extra_args", [])]  # e.g. --pack_length 128 (quality runs)
     if cfg.get("steps") is not None:
         cmd += ["--max_steps", str(cfg["steps"])]
     else:

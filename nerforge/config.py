@@ -44,6 +44,7 @@ class DataConfig:
     max_length: int = field(default=512, metadata={"help": "Longest model input in word pieces, special tokens included. Longer sentences are windowed, never truncated."})
     stride: int = field(default=32, metadata={"help": "Word pieces of context kept on each side of a window when a sentence is cut."})
     context_size: int = field(default=0, metadata={"help": "Word pieces of document context on each side of a sentence (0: none)."})
+    pack_length: int = field(default=0, metadata={"help": "Label consecutive sentences of a document together in one window, up to this many word pieces (0: one sentence per window). With context_size, the context is then paid once per group instead of once per sentence; pack_length + 2 x context_size must fit in max_length."})
     label_all_tokens: bool = field(default=False, metadata={"help": "Train on every word piece (B- becomes I- on continuations), not only the first of each word."})
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for Dataset.map."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
@@ -146,8 +147,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     d, t = cfg.data, cfg.training
     if d.max_length < 8:
         raise ConfigError(f"data.max_length: expected at least 8, got {d.max_length}")
-    if d.stride < 0 or d.context_size < 0:
-        raise ConfigError("data.stride and data.context_size must be >= 0")
+    if d.stride < 0 or d.context_size < 0 or d.pack_length < 0:
+        raise ConfigError("data.stride, data.context_size and data.pack_length must be >= 0")
+    if d.pack_length and d.pack_length + 2 * d.context_size + 2 > d.max_length:
+        raise ConfigError(f"data.pack_length {d.pack_length} + 2 x data.context_size {d.context_size} + 2 special "
+                          f"tokens exceeds data.max_length {d.max_length}")
     if t.gradient_accumulation_steps < 1 or t.per_device_train_batch_size < 1 or t.per_device_eval_batch_size < 1:
         raise ConfigError("batch sizes and gradient_accumulation_steps must be >= 1")
     if not 0 <= t.warmup_ratio < 1:

@@ -332,6 +332,7 @@ def render_model_card(
     )
 
     context_size = data_cfg.get("context_size") or 0
+    pack_length = data_cfg.get("pack_length") or 0
     scheme = str(data_cfg.get("tagging_scheme") or "iob2").lower()
     model_ref = repo_id or "path/to/this/folder"
     entity_types = sorted({t.split("-", 1)[1] for t in label_names if "-" in t})
@@ -358,6 +359,7 @@ def render_model_card(
         tagging_scheme=scheme.upper(),
         uncased=_detect_uncased(export_dir, do_lower_case, base_name),
         context_size=context_size,
+        pack_length=pack_length,
         label_names=list(label_names),
         entity_types=entity_types,
         config_tables=_config_tables(run_config),

@@ -16,10 +16,18 @@ Everything here is a pure function of lists and ints except `build_features` (da
   neighbouring sentences of the same document when document context is on. Context pieces are labelled
   -100 and never scored. A single word with more pieces than fit keeps its first pieces (its label and
   prediction sit on the first one).
+* Packing (`pack_length` > 0): consecutive whole sentences of a document whose pieces sum to at most
+  `pack_length` share one window and are labelled together, each seeing the others as context, with
+  `context_size` pieces of the document on either side of the group. Every sentence still sees at
+  least `context_size` pieces on each side (where the document has them), but the context is paid once
+  per group instead of once per sentence: per-sentence context multiplies the pieces per epoch by
+  (sentence + 2 x context_size) / sentence, about 7x on CoNLL-2003 at 64. A packed window's
+  `word_index` counts words from the start of its first sentence (`example_id`) across the group.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass
@@ -72,6 +80,20 @@ def split_into_cores(piece_counts: Sequence[int], budget: int) -> list[tuple[int
     if piece_counts:
         cores.append((start, len(piece_counts)))
     return cores
+
+
+def pack_sentences(piece_counts: Sequence[int], document_ids: Sequence, pack_length: int) -> list[tuple[int, int]]:
+    """Greedily group consecutive sentences [start, end) of the same document whose piece counts sum
+    to <= pack_length. A sentence longer than pack_length is a group of its own (and gets windows)."""
+    groups, start, used = [], 0, 0
+    for i, n in enumerate(piece_counts):
+        if i > start and (document_ids[i] != document_ids[start] or used + n > pack_length):
+            groups.append((start, i))
+            start, used = i, 0
+        used += n
+    if len(piece_counts):
+        groups.append((start, len(piece_counts)))
+    return groups
 
 
 @dataclass(frozen=True)
@@ -179,14 +201,18 @@ def tokenize_and_window(
     stride: int,
     label_all_tokens: bool,
     context_size: int,
+    pack_length: int = 0,
     label_column: str = "ner_tags",
     continuation: Sequence[int] | None = None,
 ) -> dict:
     """Batched `Dataset.map` function: sentences in, windows out (one row per window).
 
-    With document context the batch must hold whole documents (see `build_features`)."""
+    With document context or packing the batch must hold whole documents (see `build_features`)."""
     prefix, suffix = special_token_layout(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
+    if pack_length and pack_length + 2 * context_size > budget:
+        raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} exceeds the "
+                         f"{budget} word pieces a window of max_length {max_length} holds")
     words = batch["tokens"]
     # The Rust tokenizer directly: transformers' wrapper adds a per-sentence Python conversion that
     # profiled at ~16% of preprocessing.
@@ -200,8 +226,10 @@ def tokenize_and_window(
     flat = [[t for p in sent for t in p] for sent in pieces]
     docs = batch.get("document_id") or [0] * len(words)
 
+    groups = pack_sentences([len(f) for f in flat], docs, pack_length) if pack_length else [
+        (i, i + 1) for i in range(len(words))]
     out = {"input_ids": [], "labels": [], "word_index": [], "example_id": [], "length": []}
-    for i in range(len(words)):
+    for i, end in groups:
         left: list[int] = []
         right: list[int] = []
         if context_size:
@@ -209,12 +237,14 @@ def tokenize_and_window(
             while j >= 0 and docs[j] == docs[i] and len(left) < context_size:
                 left = flat[j] + left
                 j -= 1
-            j = i + 1
+            j = end
             while j < len(words) and docs[j] == docs[i] and len(right) < context_size:
                 right = right + flat[j]
                 j += 1
+        group_pieces = [p for k in range(i, end) for p in pieces[k]]
+        group_labels = [lab for k in range(i, end) for lab in batch[label_column][k]]
         for win in make_windows(
-            pieces[i], batch[label_column][i], budget, stride, left, right, context_size,
+            group_pieces, group_labels, budget, stride, left, right, context_size,
             label_all_tokens, continuation,
         ):
             ids = prefix + win.pieces + suffix
@@ -228,21 +258,22 @@ def tokenize_and_window(
 
 def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_all_tokens: bool,
                    context_size: int, label_names: Sequence[str], num_proc: int | None = None,
-                   label_column: str = "ner_tags"):
+                   label_column: str = "ner_tags", pack_length: int = 0):
     """Windows for a whole split, batched and cached by datasets' fingerprinting."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast tokenizer is required (word_ids() aligns labels to words)")
+    whole_documents = bool(context_size or pack_length)
     return dataset.map(
         tokenize_and_window,
         batched=True,
         # Document context needs whole documents in one batch: take the split at once (CoNLL-2003's
         # train split is 14k sentences, a few seconds). Without context any batch size will do.
-        batch_size=None if context_size else 1000,
+        batch_size=None if whole_documents else 1000,
         with_indices=True,
         remove_columns=dataset.column_names,
-        num_proc=None if context_size else num_proc,
+        num_proc=None if whole_documents else num_proc,
         fn_kwargs=dict(tokenizer=tokenizer, max_length=max_length, stride=stride,
-                       label_all_tokens=label_all_tokens, context_size=context_size,
+                       label_all_tokens=label_all_tokens, context_size=context_size, pack_length=pack_length,
                        label_column=label_column, continuation=continuation_label_map(label_names)),
         desc="word pieces and windows",
     )
@@ -313,20 +344,31 @@ def assemble_predictions(
 ) -> list[list[int]]:
     """Scatter per-token predictions back to words: one predicted id per word of every sentence.
 
-    `pred_ids` and `word_index` are [windows, tokens] arrays, `example_id` is [windows]. Raises if a
-    word is predicted twice or never: a lost word must never pass unnoticed."""
-    out: list[list[int | None]] = [[None] * n for n in n_words]
+    `pred_ids` and `word_index` are [windows, tokens] arrays, `example_id` is [windows]. A word index
+    counts from the start of the window's sentence and may run on into the following sentences (a
+    packed window). Raises if a word is predicted twice or never: a lost word must never pass unnoticed."""
+    starts = [0]
+    for n in n_words:
+        starts.append(starts[-1] + n)
+    flat: list[int | None] = [None] * starts[-1]
+
+    def where(pos: int) -> str:
+        s = bisect.bisect_right(starts, pos) - 1
+        return f"word {pos - starts[s]} of sentence {s}"
+
     for row_pred, row_words, ex in zip(pred_ids, word_index, example_id):
-        sent = out[int(ex)]
+        base = starts[int(ex)]
         for p, w in zip(row_pred, row_words):
             w = int(w)
             if w < 0:
                 continue
-            if sent[w] is not None:
-                raise RuntimeError(f"word {w} of sentence {int(ex)} was predicted twice")
-            sent[w] = int(p)
-    for i, sent in enumerate(out):
-        missing = [w for w, p in enumerate(sent) if p is None]
-        if missing:
-            raise RuntimeError(f"sentence {i}: words {missing[:10]} got no prediction")
-    return out  # type: ignore[return-value]
+            pos = base + w
+            if pos >= len(flat):
+                raise RuntimeError(f"word {w} of sentence {int(ex)} lies past the last sentence")
+            if flat[pos] is not None:
+                raise RuntimeError(f"{where(pos)} was predicted twice")
+            flat[pos] = int(p)
+    missing = [pos for pos, p in enumerate(flat) if p is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} words got no prediction, e.g. " + ", ".join(where(m) for m in missing[:5]))
+    return [flat[starts[i]:starts[i + 1]] for i in range(len(n_words))]  # type: ignore[misc]

@@ -22,8 +22,8 @@ Rules stated once:
 * **CoNLL files**: every line is written back unchanged (``-DOCSTART-`` and blank lines byte for
   byte) and every token line gets the predicted tag as one extra last column, joined with the
   line's own separator (a tab if the line has one, else a space) so conlleval can read it.
-* **Defaults** for ``max_length``/``stride``/``context_size`` come from the export's
-  ``training_config.yaml`` when the model folder has one, else ``min(model max, 512)`` / 32 / 0.
+* **Defaults** for ``max_length``/``stride``/``context_size``/``pack_length`` come from the export's
+  ``training_config.yaml`` when the model folder has one, else ``min(model max, 512)`` / 32 / 0 / 0.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _training_defaults(name_or_path: str) -> dict:
 
     cfg = load_saved(path)
     return {"max_length": cfg.data.max_length, "stride": cfg.data.stride, "context_size": cfg.data.context_size,
-            "batch_size": cfg.training.per_device_eval_batch_size}
+            "pack_length": cfg.data.pack_length, "batch_size": cfg.training.per_device_eval_batch_size}
 
 
 def _position_limit(model) -> int | None:
@@ -148,20 +148,22 @@ class Predictor:
         stride: word pieces of context on each side of a window when a sentence is cut (lowered to a
             quarter of the window, with a warning, when twice it would fill the window).
         context_size: word pieces of document context on each side of a sentence (0: none).
+        pack_length: label consecutive sentences of a document together in one window, up to this many
+            word pieces (0: one sentence per window); see :mod:`nerforge.features`.
         device: torch device (None: cuda if available, else cpu).
         bf16: run the forward pass under bfloat16 autocast.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 64, max_length: int | None = None, stride: int = 32,
-                 context_size: int = 0, device=None, bf16: bool = False):
+                 context_size: int = 0, pack_length: int = 0, device=None, bf16: bool = False):
         import torch
 
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer is required (word_ids() aligns predictions to words)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if stride < 0 or context_size < 0:
-            raise ValueError("stride and context_size must be >= 0")
+        if stride < 0 or context_size < 0 or pack_length < 0:
+            raise ValueError("stride, context_size and pack_length must be >= 0")
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -180,8 +182,12 @@ class Predictor:
             new = (budget - 1) // 4
             logger.warning("stride %d is too large for windows of %d pieces; using %d", stride, budget, new)
             stride = new
+        if pack_length and pack_length + 2 * context_size > budget:
+            raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} does not fit in "
+                             f"windows of {budget} word pieces (max_length {self.max_length})")
         self.stride = stride
         self.context_size = context_size
+        self.pack_length = pack_length
         self.bf16 = bf16
         self.id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
 
@@ -216,14 +222,14 @@ class Predictor:
         n, start = len(sentences), 0
         while start < n:
             end = min(n, start + _CHUNK_SENTENCES)
-            if self.context_size:
+            if self.context_size or self.pack_length:
                 while end < n and document_ids[end] == document_ids[end - 1]:
                     end += 1
             batch = {"tokens": sentences[start:end], "ner_tags": [[0] * len(s) for s in sentences[start:end]],
                      "document_id": document_ids[start:end]}
             part = tokenize_and_window(batch, list(range(start, end)), tokenizer=self.tokenizer,
                                        max_length=self.max_length, stride=self.stride, label_all_tokens=False,
-                                       context_size=self.context_size)
+                                       context_size=self.context_size, pack_length=self.pack_length)
             for key in feats:
                 feats[key] += part[key]
             start = end
@@ -444,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=None)
     p.add_argument("--document-context", type=int, default=None, metavar="N",
                    help="word pieces of document context (CoNLL: -DOCSTART- groups; text: paragraphs)")
+    p.add_argument("--pack-length", type=int, default=None, metavar="N",
+                   help="label sentences of a document together, up to N word pieces per window "
+                        "(default: training_config.yaml, else 0)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     return p
@@ -459,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
         predictor = Predictor.from_pretrained(args.model, batch_size=args.batch_size, max_length=args.max_length,
                                               stride=args.stride, context_size=args.document_context,
+                                              pack_length=args.pack_length,
                                               device=args.device, bf16=args.bf16)
         if args.conll:
             _run_conll(args, predictor, parsed)

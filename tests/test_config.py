@@ -31,6 +31,7 @@ def test_yaml_then_command_line_overrides(tmp_path):
     ("data: {label_all_tokens: 'yes'}\n", "data.label_all_tokens: expected true or false"),
     ("data: {tagging_scheme: bio}\n", "expected one of"),
     ("training: {push_to_hub: true}\n", "needs training.hub_model_id"),
+    ("data: {max_length: 128, context_size: 32, pack_length: 80}\n", "pack_length 80 \\+ 2 x data.context_size 32"),
     ("- a\n- b\n", "expected a mapping"),
 ])
 def test_bad_configs_are_errors(tmp_path, text, message):

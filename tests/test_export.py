@@ -189,6 +189,7 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
     cfg = json.loads(json.dumps(RUN_CONFIG))
     cfg["model"]["model_name_or_path"] = str(tmp_path)  # a local folder: no base_model
     cfg["data"]["context_size"] = 128
+    cfg["data"]["pack_length"] = 200
     cfg["data"]["tagging_scheme"] = "iob1"
     cfg["license"] = "mit"
     metrics = {"validation": METRICS["validation"]}  # no test split
@@ -198,7 +199,8 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
     assert card.data.base_model is None
     assert card.data.license == "mit"
     assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
-    assert "--document-context" in str(card) and "128 word pieces" in str(card)
+    assert "--document-context 128 --pack-length 200" in str(card) and "128 word pieces" in str(card)
+    assert "up to 200 word pieces" in str(card)
     assert "Capitalisation is not used" in str(card)
     assert "IOB1" in str(card)
     assert 'model="path/to/this/folder"' in str(card)

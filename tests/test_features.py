@@ -10,6 +10,7 @@ from nerforge.features import (
     collate,
     continuation_label_map,
     make_windows,
+    pack_sentences,
     split_into_cores,
     tokenize_and_window,
 )
@@ -51,14 +52,14 @@ def test_pieceless_words_get_unk_and_keep_neighbours_aligned(tiny_tokenizer):
 
 
 @pytest.mark.parametrize("max_length", [16, 32, 512])
-@pytest.mark.parametrize("context_size", [0, 6])
-def test_every_word_predicted_exactly_once(tiny_tokenizer, max_length, context_size):
+@pytest.mark.parametrize("context_size, pack_length", [(0, 0), (6, 0), (0, 4), (3, 8)])
+def test_every_word_predicted_exactly_once(tiny_tokenizer, max_length, context_size, pack_length):
     rng = random.Random(max_length)
     vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", "\ufe0f", "."]
     sents = [[rng.choice(vocab) for _ in range(n)] for n in (1, 5, 40, 300, 7)]
     tags = [[rng.randrange(len(NER)) for _ in s] for s in sents]
     out = windows_for(tiny_tokenizer, sents, tags, max_length=max_length, context_size=context_size,
-                      docs=[0, 0, 0, 1, 1])
+                      pack_length=pack_length, docs=[0, 0, 0, 1, 1])
     assert all(len(ids) <= max_length for ids in out["input_ids"])
     if max_length < 512:
         assert len(out["input_ids"]) > len(sents)  # the long sentences really were cut
@@ -121,3 +122,52 @@ def test_assemble_refuses_lost_or_duplicated_words():
         assemble_predictions([[1, 2]], [[0, -1]], [0], [2])
     with pytest.raises(RuntimeError, match="twice"):
         assemble_predictions([[1], [2]], [[0], [0]], [0, 0], [1])
+
+
+# ------------------------------------------------------------------ packing sentences of a document
+
+
+def test_pack_sentences_respects_documents_and_budget():
+    #              doc 0 ----------  doc 1 ------
+    counts = [3, 4, 2, 9, 1,         2, 2, 20, 1]
+    docs = [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert pack_sentences(counts, docs, 9) == [(0, 3), (3, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
+    assert pack_sentences(counts, docs, 100) == [(0, 5), (5, 9)]
+    assert pack_sentences([], [], 8) == []
+
+
+def test_packed_window_labels_whole_sentences_with_context_around_the_group(tiny_tokenizer):
+    sents = [["the", "EU"], ["German", "lamb"], ["British", "call"], ["Peter"], ["call"]]
+    tags = [[0, 3], [7, 0], [7, 0], [1], [5]]
+    out = windows_for(tiny_tokenizer, sents, tags, context_size=1, pack_length=4, docs=[0, 0, 0, 0, 1])
+    toks = [tiny_tokenizer.convert_ids_to_tokens(ids) for ids in out["input_ids"]]
+    # sentences 0+1 packed (4 pieces), then 2+3 (3), each with one piece of context; doc 1 alone
+    assert toks[0] == ["[CLS]", "the", "EU", "German", "lamb", "British", "[SEP]"]
+    assert toks[1] == ["[CLS]", "lamb", "British", "call", "Peter", "[SEP]"]
+    assert toks[2] == ["[CLS]", "call", "[SEP]"]
+    assert out["example_id"] == [0, 2, 4]
+    # word indices run on from the group's first sentence; context is never labelled
+    assert out["word_index"][0] == [-1, 0, 1, 2, 3, -1, -1]
+    assert out["labels"][1] == [IGNORE, IGNORE, 7, 0, 1, IGNORE]
+    assert assemble_predictions(out["labels"], out["word_index"], out["example_id"], [2, 2, 2, 1, 1]) == tags
+
+
+def test_packing_costs_fewer_pieces_than_per_sentence_context(tiny_tokenizer):
+    rng = random.Random(0)
+    vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", "."]
+    sents = [[rng.choice(vocab) for _ in range(rng.randrange(3, 12))] for _ in range(60)]
+    tags = [[0] * len(s) for s in sents]
+    docs = [i // 15 for i in range(60)]
+    per_sentence = windows_for(tiny_tokenizer, sents, tags, context_size=16, docs=docs)
+    packed = windows_for(tiny_tokenizer, sents, tags, context_size=16, pack_length=48, docs=docs)
+    assert sum(packed["length"]) < 0.5 * sum(per_sentence["length"])
+    for out in (per_sentence, packed):  # and still every word once
+        assert assemble_predictions(out["labels"], out["word_index"], out["example_id"],
+                                    [len(s) for s in sents]) == tags
+    with pytest.raises(ValueError, match="pack_length 40 \\+ 2 x context_size 16"):
+        windows_for(tiny_tokenizer, sents, tags, context_size=16, pack_length=40, max_length=64, docs=docs)
+
+
+def test_assemble_refuses_word_index_past_the_last_sentence():
+    with pytest.raises(RuntimeError, match="past the last sentence"):
+        assemble_predictions([[1, 2, 3]], [[0, 1, 2]], [1], [1, 2])

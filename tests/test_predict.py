@@ -132,6 +132,19 @@ def test_document_context_changes_windows_not_word_count(tiny_model_dir):
     assert [len(t) for t in tags] == [len(s) for s in sents]
 
 
+def test_packed_document_context_predicts_every_word_once(tiny_model_dir):
+    p = Predictor.from_pretrained(tiny_model_dir, max_length=32, stride=4, context_size=4, pack_length=20,
+                                  device="cpu")
+    sents = random_sentences(4, [4, 6, 50, 3, 9, 2, 2])
+    docs = [0, 0, 0, 1, 1, 1, 2]
+    feats = p._windows(sents, docs)
+    assert len(set(feats["example_id"])) < len(sents)  # some windows do hold several sentences
+    tags, probs = p.predict_words_with_scores(sents, docs)
+    assert [len(t) for t in tags] == [len(s) for s in sents] == [len(x) for x in probs]
+    with pytest.raises(ValueError, match="does not fit"):
+        Predictor.from_pretrained(tiny_model_dir, max_length=32, context_size=8, pack_length=20, device="cpu")
+
+
 def test_default_max_length_is_capped_and_read_from_training_config(tiny_model_dir, predictor, tmp_path):
     assert predictor.max_length == 512 and predictor.stride == 32 and predictor.context_size == 0
     import shutil

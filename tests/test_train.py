@@ -80,6 +80,20 @@ def test_exact_files_and_metrics(finished_run):
     assert "pipeline('ner')" in p.stdout
 
 
+def test_packed_document_context_trains_and_scores_every_sentence(corpus, tmp_path):
+    import re
+
+    out = tmp_path / "o"
+    p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "3", "--context_size", "8",
+            "--pack_length", "40")
+    windows = int(re.search(r"training windows: (\d+)", p.stdout).group(1))
+    assert windows < 96 // 2  # several sentences of a document per window
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["num_sentences"] == metrics["validation"]["num_sentences"] == 40
+    saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
+    assert (saved["data"]["context_size"], saved["data"]["pack_length"]) == (8, 40)
+
+
 def test_export_loads_in_pipeline_with_whole_entities(finished_run):
     from transformers import pipeline
 
