@@ -142,13 +142,18 @@ def read_conll(
             if (rec := flush()) is not None:
                 yield rec
             continue
-        if _FIELD_SEP.split(stripped, 1)[0] == DOCSTART:
+        if stripped.startswith(DOCSTART) and _FIELD_SEP.split(stripped, 1)[0] == DOCSTART:
             if (rec := flush()) is not None:
                 yield rec
             if sent_in_doc:
                 doc, sent_in_doc = doc + 1, 0
             continue
-        fields = _FIELD_SEP.split(stripped) if separator is None else line.split(separator)
+        if separator is not None:
+            fields = line.split(separator)
+        elif "\t" in stripped or "  " in stripped:
+            fields = _FIELD_SEP.split(stripped)
+        else:  # the common case, single spaces: str.split is ~3x faster than the regex, same result
+            fields = stripped.split(" ")
         if len(fields) != ncols:
             raise ConllFormatError(
                 path, lineno, f"expected {ncols} columns ({described}), found {len(fields)}: {_shown(line)}"

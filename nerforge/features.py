@@ -28,8 +28,11 @@ Everything here is a pure function of lists and ints except `build_features` (da
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import math
 import random
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -126,6 +129,18 @@ def make_windows(
         raise ValueError(f"{len(sentence_pieces)} words but {len(sentence_labels)} labels")
     counts = [len(p) for p in sentence_pieces]
     total = sum(counts)
+    if total <= budget and not (context_size and (left_context or right_context)):
+        # The common case (one window, no context), built directly: same result as below, ~3x faster.
+        pieces, labels, word_index = [], [], []
+        for w, (word, lab) in enumerate(zip(sentence_pieces, sentence_labels)):
+            pieces += word
+            labels.append(lab)
+            word_index.append(w)
+            if len(word) > 1:
+                rest = (continuation[lab] if continuation is not None else lab) if label_all_tokens else IGNORE
+                labels += [rest] * (len(word) - 1)
+                word_index += [-1] * (len(word) - 1)
+        return [Window(pieces, labels, word_index)]
     if total <= budget:
         cores = [(0, len(counts))]
     else:
@@ -180,6 +195,16 @@ def make_windows(
     return windows
 
 
+def clear_truncation_and_padding(tokenizer):
+    """The tokenizer's Rust backend, with any truncation or padding its tokenizer.json carried
+    switched off (MiniLM's cuts at 128 pieces: words would be lost silently)."""
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is not None or backend.padding is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    return backend
+
+
 def special_token_layout(tokenizer) -> tuple[list[int], list[int]]:
     """The special tokens a tokenizer puts before and after one sequence ([CLS] / [SEP] for BERT)."""
     enc = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)
@@ -216,10 +241,7 @@ def tokenize_and_window(
     words = batch["tokens"]
     # The Rust tokenizer directly: transformers' wrapper adds a per-sentence Python conversion that
     # profiled at ~16% of preprocessing.
-    backend = tokenizer.backend_tokenizer
-    if backend.truncation is not None or backend.padding is not None:  # a tokenizer.json may carry them
-        backend.no_truncation()
-        backend.no_padding()
+    backend = clear_truncation_and_padding(tokenizer)
     encs = backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
     unk = tokenizer.unk_token_id
     pieces = [fill_empty_words(group_pieces_by_word(e.ids, e.word_ids, len(w)), unk) for e, w in zip(encs, words)]
@@ -263,6 +285,8 @@ def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_al
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast tokenizer is required (word_ids() aligns labels to words)")
     whole_documents = bool(context_size or pack_length)
+    settings = dict(max_length=max_length, stride=stride, label_all_tokens=label_all_tokens, context_size=context_size,
+                    pack_length=pack_length, label_column=label_column, label_names=list(label_names))
     return dataset.map(
         tokenize_and_window,
         batched=True,
@@ -276,7 +300,22 @@ def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_al
                        label_all_tokens=label_all_tokens, context_size=context_size, pack_length=pack_length,
                        label_column=label_column, continuation=continuation_label_map(label_names)),
         desc="word pieces and windows",
+        new_fingerprint=features_fingerprint(dataset._fingerprint, tokenizer, settings),
     )
+
+
+def features_fingerprint(input_fingerprint: str, tokenizer, settings: dict) -> str:
+    """The cache key of `build_features`. datasets would hash map's arguments by pickling them, the
+    tokenizer included: ~0.3 s, most of a warm start. The same key computed directly: the input's
+    fingerprint, the tokenizer's serialized form (after truncation and padding are cleared, as they are
+    before use), the settings, and this module's source, so that a change of code invalidates the cache."""
+    backend = clear_truncation_and_padding(tokenizer)
+    h = hashlib.sha256()
+    for part in (input_fingerprint, backend.to_str().encode(), special_token_layout(tokenizer),
+                 tokenizer.unk_token_id, json.dumps(settings, sort_keys=True), Path(__file__).read_bytes()):
+        h.update(part if isinstance(part, bytes) else repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------- batches

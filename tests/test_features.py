@@ -171,3 +171,35 @@ def test_packing_costs_fewer_pieces_than_per_sentence_context(tiny_tokenizer):
 def test_assemble_refuses_word_index_past_the_last_sentence():
     with pytest.raises(RuntimeError, match="past the last sentence"):
         assemble_predictions([[1, 2, 3]], [[0, 1, 2]], [1], [1, 2])
+
+
+def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_tokenizer, tmp_path):
+    from datasets import Dataset, load_from_disk
+    from transformers import BertTokenizerFast
+
+    from nerforge.features import build_features, features_fingerprint
+
+    Dataset.from_dict({"tokens": [["the", "EU"], ["German", "lamb"]], "ner_tags": [[0, 3], [7, 0]],
+                       "document_id": [0, 0]}).save_to_disk(tmp_path / "ds")
+    ds = load_from_disk(tmp_path / "ds")  # file-backed, so map writes and reuses cache files
+    kw = dict(max_length=32, stride=4, label_all_tokens=False, context_size=0, label_names=NER)
+    first = build_features(ds, tiny_tokenizer, **kw)
+    again = build_features(ds, tiny_tokenizer, **kw)
+    assert first.cache_files == again.cache_files and first["input_ids"] == again["input_ids"]
+    other = build_features(ds, tiny_tokenizer, **dict(kw, context_size=2))
+    assert other.cache_files != first.cache_files and other["input_ids"] != first["input_ids"]
+
+    settings = dict(max_length=32)
+    key = features_fingerprint("abc", tiny_tokenizer, settings)
+    assert key == features_fingerprint("abc", tiny_tokenizer, dict(settings))
+    assert key != features_fingerprint("abd", tiny_tokenizer, settings)
+    assert key != features_fingerprint("abc", tiny_tokenizer, dict(max_length=33))
+    vocab = dict(tiny_tokenizer.get_vocab())
+    vocab["zzz-new-word"] = len(vocab)
+    assert key != features_fingerprint("abc", BertTokenizerFast(vocab=vocab, do_lower_case=False), settings)
+    same = dict(tiny_tokenizer.get_vocab())
+    assert key == features_fingerprint("abc", BertTokenizerFast(vocab=same, do_lower_case=False), settings)
+    assert key != features_fingerprint("abc", BertTokenizerFast(vocab=same, do_lower_case=True), settings)
+    tiny_tokenizer.backend_tokenizer.enable_truncation(8)  # cleared before use, so not part of the key
+    assert key == features_fingerprint("abc", tiny_tokenizer, settings)
+    tiny_tokenizer.backend_tokenizer.no_truncation()
