@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -261,6 +262,15 @@ def child_train_ours(cfg: dict) -> dict:
     res = {"precision": m["mixed_precision"], "steps": cfg.get("steps"), "sentences_per_s": m["train_windows_per_s"],
            "pieces_per_s": m["train_pieces_per_s"], "train_time_s": m["train_step_time_s"],
            "subprocess_wall_s": round(wall, 2), "command": " ".join(cmd), "last_logged_step": steps}
+    # The startup summary says how many training windows hold how many sentences: with packed document
+    # context a window holds several, so sentences/s = windows/s x sentences per window, and the time of
+    # one epoch = windows / (windows/s).
+    summary = re.search(r"sentences train/validation/test: (\d+) .*?training windows: (\d+)", p.stdout, re.S)
+    if summary:
+        sentences, windows = int(summary.group(1)), int(summary.group(2))
+        res.update(train_sentences=sentences, train_windows=windows, windows_per_s=m["train_windows_per_s"],
+                   sentences_per_s=round(m["train_windows_per_s"] * sentences / windows, 2),
+                   epoch_time_s_estimated=round(windows / m["train_windows_per_s"], 1))
     if cfg.get("steps") is None or cfg.get("full_eval"):  # a quality run: full validation/test
         res.update(f1=m["test"]["f1"], precision_test=m["test"]["precision"], recall_test=m["test"]["recall"],
                    val_f1=m["validation"]["f1"], export=str(out / "model"))
@@ -493,6 +503,15 @@ def main_parent(args) -> int:
                   "ours_bf16": run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16, tag="tp",
                                                             dataset_path=str(ds_dir)), th, log)}
             R["train"] = tr
+            log("== cost of document context (64 pieces each side): per sentence vs packed into windows")
+            R["context"] = {
+                "per_sentence": run_child("train_ours", dict(base, precision="no", steps=steps, tag="ctx",
+                                                             dataset_path=str(ds_dir), context_size=64), th, log),
+                # batch 4 packed windows: about the labelled pieces per step of 16 single sentences
+                "packed": run_child("train_ours", dict(base, precision="no", steps=steps, tag="pack",
+                                                       dataset_path=str(ds_dir), context_size=64,
+                                                       extra_args=["--pack_length", 128,
+                                                                   "--per_device_train_batch_size", 4]), th, log)}
         if want("infer"):
             log("== 3. inference on the test set")
             mdir = tmp / "model_with_head"
@@ -546,6 +565,11 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         S["train_speedup_vs_dynamic_padding"] = ratio(sps(tr["ours_fp32"]), sps(tr["dynamic_padding"]))
         S["train_speedup_bf16_vs_notebook"] = ratio(sps(tr["ours_bf16"]), sps(tr["notebook"]))
         S["train_speedup_bf16_vs_ours_fp32"] = ratio(sps(tr["ours_bf16"]), sps(tr["ours_fp32"]))
+    ctx = R.get("context")
+    if ctx and tr:
+        base_epoch = tr["ours_fp32"].get("epoch_time_s_estimated")
+        for k in ("per_sentence", "packed"):
+            S[f"context_{k}_epoch_time_ratio"] = ratio(ctx[k].get("epoch_time_s_estimated"), base_epoch)
     if pr:
         S["prep_speedup_vs_notebook"] = ratio(pr["notebook"].get("work_s"), pr["ours_cold"].get("work_s"))
         S["prep_warm_speedup_vs_notebook"] = ratio(pr["notebook"].get("work_s"), pr["ours_warm"].get("work_s"))
@@ -662,6 +686,17 @@ def write_markdown(R: dict) -> None:
             L.append(f"| {lab} | {fmt(r.get('steps'))} | {fmt(r.get('sentences_per_s'))} | {fmt(r.get('pieces_per_s'), 0)} | "
                      f"{fmt(r.get('model_gflops_per_s'))} | {fmt(r.get('peak_rss_mb'), 0)} |")
         L.append("")
+    ctx = R.get("context")
+    if ctx and tr:
+        L += ["| document context, 64 pieces each side | steps | batch | sentences/s | real pieces/s | epoch s (est.) | x no context |",
+              "|---|---|---|---|---|---|---|"]
+        for k, lab, batch, ratio_key in (("ours_fp32", "none (ours fp32 above)", 16, None),
+                                         ("per_sentence", "per sentence (FLERT layout)", 16, "context_per_sentence_epoch_time_ratio"),
+                                         ("packed", "packed, pack_length 128", 4, "context_packed_epoch_time_ratio")):
+            r = tr[k] if k == "ours_fp32" else ctx[k]
+            L.append(f"| {lab} | {fmt(r.get('steps'))} | {batch} | {fmt(r.get('sentences_per_s'))} | {fmt(r.get('pieces_per_s'), 0)} | "
+                     f"{fmt(r.get('epoch_time_s_estimated'), 0)} | {fmt(S.get(ratio_key), 2) if ratio_key else '1'} |")
+        L += ["", "(epoch time = training windows / windows per second over the measured steps: an estimate)", ""]
     if inf:
         L += ["| 3. inference, CoNLL-2003 test | sentences | sentences/s | words predicted / gold | peak RSS MB |",
               "|---|---|---|---|---|"]
