@@ -61,7 +61,7 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
             "train_time_s": res.get("train_time_s"), "time_per_epoch_s": round(res["train_time_s"] / epochs, 1)
             if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
             "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
-            "command": res.get("command")}
+            "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end")}
 
 
 def aggregate(runs: list[dict]) -> dict:
