@@ -21,7 +21,8 @@ Everything here is a pure function of lists and ints except `build_features` (da
   `context_size` pieces of the document on either side of the group. Every sentence still sees at
   least `context_size` pieces on each side (where the document has them), but the context is paid once
   per group instead of once per sentence: per-sentence context multiplies the pieces per epoch by
-  (sentence + 2 x context_size) / sentence, about 7x on CoNLL-2003 at 64. A packed window's
+  (sentence + 2 x context_size) / sentence: 6.2x on CoNLL-2003 train at 64 with MiniLM's tokenizer,
+  against 1.6x packed at pack_length 128. A packed window's
   `word_index` counts words from the start of its first sentence (`example_id`) across the group.
 """
 
@@ -32,8 +33,8 @@ import hashlib
 import json
 import math
 import random
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 IGNORE = -100
