@@ -90,16 +90,20 @@ def markdown(q: dict) -> str:
     lines = ["## Quality (`bench/quality.py`)", "",
              f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
              f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores).", "",
-             "| epochs | variant | seeds | test F1 (%) | time per epoch (s) |", "|---|---|---|---|---|"]
+             "| epochs | variant | seeds | test F1 (%) | per seed: test F1 / validation F1 (%) | time per epoch (s), per seed |",
+             "|---|---|---|---|---|---|"]
     blocks = [(1, {v: q[v] for v in VARIANTS if v in q})]
     blocks += [(int(k.split("_")[1]), v) for k, v in q.items() if k.startswith("epochs_")]
     for epochs, block in blocks:
         for v, agg in block.items():
             f1 = f"{100 * agg['f1_mean']:.2f}" + (f" ± {100 * agg['f1_std']:.2f}" if agg["f1_std"] is not None else "")
-            times = [r["time_per_epoch_s"] for r in agg["runs"] if r.get("time_per_epoch_s")]
             seeds = ", ".join(str(r["seed"]) for r in agg["runs"])
-            lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {statistics.mean(times):.0f} |" if times
-                         else f"| {epochs} | {v} | {seeds} | {f1} | |")
+            per_seed = " · ".join(f"{100 * r['f1']:.2f} / " + (f"{100 * r['validation_f1']:.2f}" if r.get("validation_f1")
+                                                                else "–") for r in agg["runs"])
+            # wall time depends on what else ran: a run whose load average exceeded its 2 threads is marked *
+            times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
+                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") for r in agg["runs"])
+            lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
     lines += ["", "Commands: " + "; ".join(sorted({r['command'] for r in q['all_runs'] if r.get('command')}))[:2000], ""]
     return "\n".join(lines)
 
@@ -129,7 +133,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))
+    p.add_argument("--render", action="store_true", help="run nothing: rewrite BENCHMARKS.md from quality.json")
     args = p.parse_args(argv)
+    if args.render:
+        write_markdown(markdown(json.loads(RESULTS.read_text())))
+        return 0
     Path(args.tmp).mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     prior = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
