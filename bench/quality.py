@@ -109,15 +109,7 @@ def markdown(q: dict) -> str:
 
 
 def write_markdown(section: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
-    block = f"{begin}\n{section}\n{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    bench.write_section("<!-- quality:begin -->", "<!-- quality:end -->", section)
 
 
 def main(argv=None) -> int:

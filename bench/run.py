@@ -735,15 +735,22 @@ def write_markdown(R: dict) -> None:
     for k, t in R.get("targets", {}).items():
         L.append(f"| {k} | {fmt(t['value'], 3)} | {t['target']} | {'–' if t['met'] is None else ('yes' if t['met'] else 'NO')} |")
     L += ["", MARK_END]
-    section = "\n".join(L)
+    write_section(MARK_BEGIN, MARK_END, "\n".join(L),
+                  heading="## End-to-end: notebook recipe vs nerforge (`bench/run.py`)")
+
+
+def write_section(begin: str, end: str, section: str, heading: str = "") -> None:
+    """Replace what lies between the `begin`/`end` markers of BENCHMARKS.md (markers included in
+    `section` or not: they are kept), or append it under `heading` when the markers are missing."""
     path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if MARK_BEGIN in text and MARK_END in text:
-        pre, rest = text.split(MARK_BEGIN, 1)
-        post = rest.split(MARK_END, 1)[1]
-        text = pre + section + post
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if not section.startswith(begin):
+        section = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        pre, rest = text.split(begin, 1)
+        text = pre + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n## End-to-end: notebook recipe vs nerforge (`bench/run.py`)\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + section + "\n"
     path.write_text(text)
 
 

@@ -55,6 +55,21 @@ def continuation_label_map(label_names: Sequence[str]) -> list[int]:
     return out
 
 
+def continuation_piece_label(label: int, label_all_tokens: bool, continuation: Sequence[int] | None) -> int:
+    """The training label of a word's second and later pieces: -100, or with `label_all_tokens` the
+    word's label (B-X mapped to I-X through `continuation`)."""
+    if not label_all_tokens:
+        return IGNORE
+    return continuation[label] if continuation is not None else label
+
+
+def check_pack_fits(pack_length: int, context_size: int, budget: int, max_length: int) -> None:
+    """A packed group and its context on both sides must fit in one window of `budget` pieces."""
+    if pack_length and pack_length + 2 * context_size > budget:
+        raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} does not fit in windows "
+                         f"of {budget} word pieces (max_length {max_length})")
+
+
 def fill_empty_words(pieces_per_word: list[list[int]], unk_id: int) -> list[list[int]]:
     """Give the unknown token to every word the tokenizer turned into nothing."""
     return [p if p else [unk_id] for p in pieces_per_word]
@@ -138,8 +153,7 @@ def make_windows(
             labels.append(lab)
             word_index.append(w)
             if len(word) > 1:
-                rest = (continuation[lab] if continuation is not None else lab) if label_all_tokens else IGNORE
-                labels += [rest] * (len(word) - 1)
+                labels += [continuation_piece_label(lab, label_all_tokens, continuation)] * (len(word) - 1)
                 word_index += [-1] * (len(word) - 1)
         return [Window(pieces, labels, word_index)]
     if total <= budget:
@@ -183,10 +197,7 @@ def make_windows(
                 labels.append(sentence_labels[w])
                 word_index.append(w)
             else:
-                lab = sentence_labels[w]
-                if label_all_tokens and continuation is not None:
-                    lab = continuation[lab]
-                labels.append(lab if label_all_tokens else IGNORE)
+                labels.append(continuation_piece_label(sentence_labels[w], label_all_tokens, continuation))
                 word_index.append(-1)
             prev_word = w
         pieces += right
@@ -236,9 +247,7 @@ def tokenize_and_window(
     With document context or packing the batch must hold whole documents (see `build_features`)."""
     prefix, suffix = special_token_layout(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
-    if pack_length and pack_length + 2 * context_size > budget:
-        raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} exceeds the "
-                         f"{budget} word pieces a window of max_length {max_length} holds")
+    check_pack_fits(pack_length, context_size, budget, max_length)
     words = batch["tokens"]
     # The Rust tokenizer directly: transformers' wrapper adds a per-sentence Python conversion that
     # profiled at ~16% of preprocessing.

@@ -172,7 +172,7 @@ class Predictor:
         limit = _position_limit(model)
         if limit is not None and self.max_length > limit:
             raise ValueError(f"max_length {self.max_length} is longer than the model's {limit} positions")
-        from nerforge.features import special_token_layout
+        from nerforge.features import check_pack_fits, special_token_layout
 
         prefix, suffix = special_token_layout(tokenizer)
         budget = self.max_length - len(prefix) - len(suffix)
@@ -182,9 +182,7 @@ class Predictor:
             new = (budget - 1) // 4
             logger.warning("stride %d is too large for windows of %d pieces; using %d", stride, budget, new)
             stride = new
-        if pack_length and pack_length + 2 * context_size > budget:
-            raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} does not fit in "
-                             f"windows of {budget} word pieces (max_length {self.max_length})")
+        check_pack_fits(pack_length, context_size, budget, self.max_length)
         self.stride = stride
         self.context_size = context_size
         self.pack_length = pack_length
