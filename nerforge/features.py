@@ -144,39 +144,38 @@ def make_windows(
     if len(sentence_pieces) != len(sentence_labels):
         raise ValueError(f"{len(sentence_pieces)} words but {len(sentence_labels)} labels")
     counts = [len(p) for p in sentence_pieces]
-    total = sum(counts)
-    if total <= budget and not (context_size and (left_context or right_context)):
-        # The common case (one window, no context), built directly: same result as below, ~3x faster.
+    if sum(counts) <= budget:
+        cores = [(0, len(counts))]
+    else:
+        if 2 * stride >= budget:
+            raise ValueError(f"stride {stride} leaves no room for words in a window of {budget} pieces")
+        cores = split_into_cores(counts, budget - 2 * stride)
+    first = [0]  # position of each word's first piece in the sentence
+    for n in counts:
+        first.append(first[-1] + n)
+    flat: list[int] = []  # the sentence's pieces as one stream, needed only when it was cut
+
+    windows = []
+    for start, end in cores:
+        # The core, word by word: the first piece carries the label.
         pieces, labels, word_index = [], [], []
-        for w, (word, lab) in enumerate(zip(sentence_pieces, sentence_labels)):
+        for w in range(start, end):
+            word, lab = sentence_pieces[w], sentence_labels[w]
             pieces += word
             labels.append(lab)
             word_index.append(w)
             if len(word) > 1:
                 labels += [continuation_piece_label(lab, label_all_tokens, continuation)] * (len(word) - 1)
                 word_index += [-1] * (len(word) - 1)
-        return [Window(pieces, labels, word_index)]
-    if total <= budget:
-        cores = [(0, len(counts))]
-    else:
-        if 2 * stride >= budget:
-            raise ValueError(f"stride {stride} leaves no room for words in a window of {budget} pieces")
-        cores = split_into_cores(counts, budget - 2 * stride)
-    # The sentence's own pieces as one stream, with the word each piece belongs to.
-    flat = [tok for p in sentence_pieces for tok in p]
-    owner = [w for w, p in enumerate(sentence_pieces) for _ in p]
-    first = [0]
-    for n in counts:
-        first.append(first[-1] + n)
-
-    windows = []
-    for start, end in cores:
-        core = list(range(first[start], first[end]))[:budget]  # clip a single over-long word
-        free = budget - len(core)
+        del pieces[budget:], labels[budget:], word_index[budget:]  # clip a single over-long word
+        free = budget - len(pieces)
         # Context inside the sentence (only when it had to be cut) ...
-        want = stride if len(cores) > 1 else 0
-        left_in = flat[max(0, first[start] - want) : first[start]]
-        right_in = flat[first[end] : first[end] + want]
+        left_in: list[int] = []
+        right_in: list[int] = []
+        if len(cores) > 1:
+            flat = flat or [tok for p in sentence_pieces for tok in p]
+            left_in = flat[max(0, first[start] - stride) : first[start]]
+            right_in = flat[first[end] : first[end] + stride]
         # ... then from the neighbouring sentences of the document.
         left_doc = list(left_context[-context_size:]) if context_size and start == 0 else []
         right_doc = list(right_context[:context_size]) if context_size and end == len(counts) else []
@@ -187,23 +186,8 @@ def make_windows(
         n_right = min(len(right), free - n_left)
         left = left[len(left) - n_left :] if n_left else []
         right = right[:n_right]
-
-        pieces, labels, word_index = list(left), [IGNORE] * n_left, [-1] * n_left
-        prev_word = -1
-        for pos in core:
-            w = owner[pos]
-            pieces.append(flat[pos])
-            if w != prev_word:
-                labels.append(sentence_labels[w])
-                word_index.append(w)
-            else:
-                labels.append(continuation_piece_label(sentence_labels[w], label_all_tokens, continuation))
-                word_index.append(-1)
-            prev_word = w
-        pieces += right
-        labels += [IGNORE] * len(right)
-        word_index += [-1] * len(right)
-        windows.append(Window(pieces, labels, word_index))
+        windows.append(Window(left + pieces + right, [IGNORE] * n_left + labels + [IGNORE] * n_right,
+                              [-1] * n_left + word_index + [-1] * n_right))
     return windows
 
 
