@@ -21,6 +21,12 @@ Variants:
                     --per_device_train_batch_size B windows (default 4: about the labelled pieces per
                     step, and a little fewer steps per epoch, than 16 single sentences). --pack-length 0
                     --context-batch-size 16 gives per-sentence context (FLERT's layout, ~6x the pieces).
+
+Learning rate: `--learning-rate LR` runs the ours_* variants at LR instead of the loop's default. Every
+run records its rate and runs at different rates are kept apart. The variant figures aggregate the
+runs at the loop's current default (nerforge.config.TrainingConfig), and the "learning-rate selection"
+table compares the rates tried for ours_no_context on *validation* F1 (mean over seeds), so the default
+can be chosen there and test looked at only for the rate chosen.
 """
 
 from __future__ import annotations
@@ -35,8 +41,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
 
 import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
+from nerforge.config import TrainingConfig  # noqa: E402
+
+DEFAULT_LR = TrainingConfig.learning_rate  # what train_accelerate.py uses without --learning_rate
+NOTEBOOK_LR = 2e-5
 
 RESULTS = HERE / "results" / "quality.json"
 VARIANTS = ("notebook", "ours_no_context", "ours_context")
@@ -49,11 +60,13 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
     if variant == "notebook":
         res = bench.run_child("f1_notebook", cfg, args.threads, log)
     else:
-        cfg.update(precision="no", tag=f"q{seed}e{epochs}", full_eval=True,
+        cfg.update(precision="no", tag=f"q{seed}e{epochs}" + (f"lr{args.learning_rate:g}" if args.learning_rate else ""), full_eval=True,
                    context_size=args.context_size if variant == "ours_context" else 0)
         if variant == "ours_context":
             cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
                                  args.context_batch_size]
+        if args.learning_rate is not None:
+            cfg["extra_args"] = cfg.get("extra_args", []) + ["--learning_rate", args.learning_rate]
         res = bench.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
         raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
@@ -61,7 +74,16 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
             "train_time_s": res.get("train_time_s"), "time_per_epoch_s": round(res["train_time_s"] / epochs, 1)
             if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
             "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
-            "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end")}
+            "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
+            "learning_rate": run_lr(variant, args.learning_rate)}
+
+
+def run_lr(variant: str, lr: float | None) -> float:
+    return NOTEBOOK_LR if variant == "notebook" else (lr if lr is not None else DEFAULT_LR)
+
+
+def run_key(r: dict) -> tuple:
+    return r["variant"], r["epochs"], r["seed"], r.get("max_steps"), r["learning_rate"]
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -76,14 +98,34 @@ def summarise(all_runs: list[dict]) -> dict:
     for epochs in sorted({r["epochs"] for r in all_runs}):
         block = {}
         for v in VARIANTS:
-            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")]
+            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
+                    and r["learning_rate"] == run_lr(v, None)]
             if runs:
-                block[v] = aggregate(runs)
+                block[v] = dict(aggregate(runs), learning_rate=run_lr(v, None))
         if epochs == 1:
             out.update(block)
         else:
             out[f"epochs_{epochs}"] = block
+    out["learning_rate_selection"] = lr_selection(all_runs)
     return out
+
+
+def lr_selection(all_runs: list[dict]) -> dict:
+    """ours_no_context at 1 epoch, grouped by learning rate: validation F1 mean/std over seeds. The
+    rate with the best validation mean (among those with the most seeds) is the validation choice."""
+    by_lr: dict[float, list[dict]] = {}
+    for r in all_runs:
+        if r["variant"] == "ours_no_context" and r["epochs"] == 1 and not r.get("max_steps") and r.get("validation_f1"):
+            by_lr.setdefault(r["learning_rate"], []).append(r)
+    rates = []
+    for lr, runs in sorted(by_lr.items()):
+        v = [r["validation_f1"] for r in runs]
+        rates.append({"learning_rate": lr, "n_seeds": len(v), "seeds": sorted(r["seed"] for r in runs),
+                      "validation_f1_mean": round(statistics.mean(v), 5),
+                      "validation_f1_std": round(statistics.stdev(v), 5) if len(v) > 1 else None})
+    most = max((r["n_seeds"] for r in rates), default=0)
+    best = max((r for r in rates if r["n_seeds"] == most), key=lambda r: r["validation_f1_mean"], default=None)
+    return {"rates": rates, "validation_best": best and best["learning_rate"], "default": DEFAULT_LR}
 
 
 def markdown(q: dict) -> str:
@@ -104,12 +146,28 @@ def markdown(q: dict) -> str:
             times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
                                ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") for r in agg["runs"])
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
+    sel = q.get("learning_rate_selection")
+    if sel and sel["rates"]:
+        lines += ["", f"Learning-rate selection (ours_no_context, 1 epoch, validation F1 only; the loop's default is "
+                      f"{sel['default']:g}, the validation choice {sel['validation_best']:g}):", "",
+                  "| learning rate | seeds | validation F1 (%) |", "|---|---|---|"]
+        for r in sel["rates"]:
+            f1 = f"{100 * r['validation_f1_mean']:.2f}" + (f" ± {100 * r['validation_f1_std']:.2f}"
+                                                           if r["validation_f1_std"] is not None else "")
+            lines.append(f"| {r['learning_rate']:g} | {', '.join(map(str, r['seeds']))} | {f1} |")
     lines += ["", "Commands: " + "; ".join(sorted({r['command'] for r in q['all_runs'] if r.get('command')}))[:2000], ""]
     return "\n".join(lines)
 
 
 def write_markdown(section: str) -> None:
     bench.write_section("<!-- quality:begin -->", "<!-- quality:end -->", section)
+
+
+def load_runs() -> list[dict]:
+    runs = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
+    for r in runs:  # runs recorded before rates were recorded ran at the then-default 1e-4 / the notebook's 2e-5
+        r.setdefault("learning_rate", NOTEBOOK_LR if r["variant"] == "notebook" else 1e-4)
+    return runs
 
 
 def main(argv=None) -> int:
@@ -122,22 +180,24 @@ def main(argv=None) -> int:
     p.add_argument("--context-size", type=int, default=64)
     p.add_argument("--pack-length", type=int, default=128, help="ours_context: word pieces of sentences per window")
     p.add_argument("--context-batch-size", type=int, default=4, help="ours_context: windows per batch")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="ours_* variants: this rate instead of the loop's default (runs are kept apart by rate)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))
     p.add_argument("--render", action="store_true", help="run nothing: rewrite BENCHMARKS.md from quality.json")
     args = p.parse_args(argv)
     if args.render:
-        write_markdown(markdown(json.loads(RESULTS.read_text())))
+        q = json.loads(RESULTS.read_text())
+        write_markdown(markdown(dict(summarise(load_runs()), updated=q["updated"], machine=q["machine"])))
         return 0
     Path(args.tmp).mkdir(parents=True, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    prior = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
+    prior = load_runs()
     for seed in args.seeds:
         for v in args.variants:
             r = dict(one_run(v, seed, args.epochs, args, log), variant=v)
-            prior = [x for x in prior if (x["variant"], x["epochs"], x["seed"], x.get("max_steps")) !=
-                     (v, args.epochs, seed, args.max_steps)] + [r]
+            prior = [x for x in prior if run_key(x) != run_key(r)] + [r]
             q = summarise(prior)
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(q, indent=2) + "\n")
