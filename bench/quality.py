@@ -22,11 +22,12 @@ Variants:
                     step, and a little fewer steps per epoch, than 16 single sentences). --pack-length 0
                     --context-batch-size 16 gives per-sentence context (FLERT's layout, ~6x the pieces).
 
-Learning rate: `--learning-rate LR` runs the ours_* variants at LR instead of the loop's default. Every
-run records its rate and runs at different rates are kept apart. The variant figures aggregate the
-runs at the loop's current default (nerforge.config.TrainingConfig), and the "learning-rate selection"
-table compares the rates tried for ours_no_context on *validation* F1 (mean over seeds), so the default
-can be chosen there and test looked at only for the rate chosen.
+Choosing our settings: `--set KEY=VALUE` (repeatable; `--learning-rate LR` is `--set learning_rate=LR`)
+runs the ours_* variants with a training setting other than the loop's default. Every run records the
+settings it trained with (learning rate, warmup, schedule, tag scheme, which pieces carry labels), and
+runs are kept apart by them. The variant figures aggregate only the runs at the loop's current defaults
+(nerforge.config), and the "settings selection" table compares every setting tried for ours_no_context
+on *validation* F1 (mean over seeds), so the defaults are chosen there, not on test.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -44,10 +46,16 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
-from nerforge.config import TrainingConfig  # noqa: E402
+from nerforge.config import DataConfig, TrainingConfig  # noqa: E402
 
-DEFAULT_LR = TrainingConfig.learning_rate  # what train_accelerate.py uses without --learning_rate
-NOTEBOOK_LR = 2e-5
+# The settings chosen on validation, with the loop's current defaults (what train_accelerate.py uses
+# when the command line does not set them).
+TUNED = {"learning_rate": TrainingConfig.learning_rate, "warmup_ratio": TrainingConfig.warmup_ratio,
+         "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "tagging_scheme": DataConfig.tagging_scheme,
+         "label_all_tokens": DataConfig.label_all_tokens}
+# What runs recorded before settings were recorded trained with (the defaults of that time).
+LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
+          "label_all_tokens": False}
 
 RESULTS = HERE / "results" / "quality.json"
 VARIANTS = ("notebook", "ours_no_context", "ours_context")
@@ -60,13 +68,14 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
     if variant == "notebook":
         res = bench.run_child("f1_notebook", cfg, args.threads, log)
     else:
-        cfg.update(precision="no", tag=f"q{seed}e{epochs}" + (f"lr{args.learning_rate:g}" if args.learning_rate else ""), full_eval=True,
+        tag = f"q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
+        cfg.update(precision="no", tag=tag, full_eval=True,
                    context_size=args.context_size if variant == "ours_context" else 0)
         if variant == "ours_context":
             cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
                                  args.context_batch_size]
-        if args.learning_rate is not None:
-            cfg["extra_args"] = cfg.get("extra_args", []) + ["--learning_rate", args.learning_rate]
+        for k, v in args.set.items():
+            cfg["extra_args"] = cfg.get("extra_args", []) + [f"--{k}", v]
         res = bench.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
         raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
@@ -75,15 +84,33 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
             if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
             "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
             "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
-            "learning_rate": run_lr(variant, args.learning_rate)}
-
-
-def run_lr(variant: str, lr: float | None) -> float:
-    return NOTEBOOK_LR if variant == "notebook" else (lr if lr is not None else DEFAULT_LR)
+            "settings": None if variant == "notebook" else dict(TUNED, **args.set)}
 
 
 def run_key(r: dict) -> tuple:
-    return r["variant"], r["epochs"], r["seed"], r.get("max_steps"), r["learning_rate"]
+    return r["variant"], r["epochs"], r["seed"], r.get("max_steps"), json.dumps(r["settings"], sort_keys=True)
+
+
+def at_defaults(r: dict) -> bool:
+    return r["settings"] is None or r["settings"] == TUNED
+
+
+def changed(settings: dict) -> str:
+    """The settings that differ from the current defaults, e.g. 'learning_rate=0.0002' ('defaults')."""
+    diff = [f"{k}={v}" for k, v in settings.items() if TUNED.get(k) != v]
+    return ", ".join(diff) or "defaults"
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in TUNED:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY one of {', '.join(TUNED)}, got {text!r}")
+    tp = type(TUNED[key])
+    if tp is bool:
+        if value.lower() not in ("true", "false"):
+            raise argparse.ArgumentTypeError(f"{key} takes true or false, got {value!r}")
+        return key, value.lower() == "true"
+    return key, tp(value)
 
 
 def aggregate(runs: list[dict]) -> dict:
@@ -99,33 +126,36 @@ def summarise(all_runs: list[dict]) -> dict:
         block = {}
         for v in VARIANTS:
             runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
-                    and r["learning_rate"] == run_lr(v, None)]
+                    and at_defaults(r)]
             if runs:
-                block[v] = dict(aggregate(runs), learning_rate=run_lr(v, None))
+                block[v] = dict(aggregate(runs), settings=None if v == "notebook" else TUNED)
         if epochs == 1:
             out.update(block)
         else:
             out[f"epochs_{epochs}"] = block
-    out["learning_rate_selection"] = lr_selection(all_runs)
+    out["settings_selection"] = selection(all_runs)
     return out
 
 
-def lr_selection(all_runs: list[dict]) -> dict:
-    """ours_no_context at 1 epoch, grouped by learning rate: validation F1 mean/std over seeds. The
-    rate with the best validation mean (among those with the most seeds) is the validation choice."""
-    by_lr: dict[float, list[dict]] = {}
+def selection(all_runs: list[dict]) -> dict:
+    """ours_no_context at 1 epoch, grouped by the settings trained with: validation F1 mean/std over
+    seeds. The best validation mean among the settings run on the most seeds is the validation choice
+    (a one-seed screen can rule a setting out, not choose it)."""
+    groups: dict[str, list[dict]] = {}
     for r in all_runs:
         if r["variant"] == "ours_no_context" and r["epochs"] == 1 and not r.get("max_steps") and r.get("validation_f1"):
-            by_lr.setdefault(r["learning_rate"], []).append(r)
-    rates = []
-    for lr, runs in sorted(by_lr.items()):
+            groups.setdefault(json.dumps(r["settings"], sort_keys=True), []).append(r)
+    tried = []
+    for key, runs in groups.items():
         v = [r["validation_f1"] for r in runs]
-        rates.append({"learning_rate": lr, "n_seeds": len(v), "seeds": sorted(r["seed"] for r in runs),
-                      "validation_f1_mean": round(statistics.mean(v), 5),
+        tried.append({"settings": json.loads(key), "changed": changed(json.loads(key)), "n_seeds": len(v),
+                      "seeds": sorted(r["seed"] for r in runs), "validation_f1_mean": round(statistics.mean(v), 5),
                       "validation_f1_std": round(statistics.stdev(v), 5) if len(v) > 1 else None})
-    most = max((r["n_seeds"] for r in rates), default=0)
-    best = max((r for r in rates if r["n_seeds"] == most), key=lambda r: r["validation_f1_mean"], default=None)
-    return {"rates": rates, "validation_best": best and best["learning_rate"], "default": DEFAULT_LR}
+    tried.sort(key=lambda t: -t["validation_f1_mean"])
+    most = max((t["n_seeds"] for t in tried), default=0)
+    best = next((t for t in tried if t["n_seeds"] == most), None)
+    return {"tried": tried, "validation_best": best and best["settings"], "defaults": TUNED,
+            "defaults_are_validation_best": best is not None and best["settings"] == TUNED}
 
 
 def markdown(q: dict) -> str:
@@ -146,17 +176,29 @@ def markdown(q: dict) -> str:
             times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
                                ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") for r in agg["runs"])
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
-    sel = q.get("learning_rate_selection")
-    if sel and sel["rates"]:
-        lines += ["", f"Learning-rate selection (ours_no_context, 1 epoch, validation F1 only; the loop's default is "
-                      f"{sel['default']:g}, the validation choice {sel['validation_best']:g}):", "",
-                  "| learning rate | seeds | validation F1 (%) |", "|---|---|---|"]
-        for r in sel["rates"]:
-            f1 = f"{100 * r['validation_f1_mean']:.2f}" + (f" ± {100 * r['validation_f1_std']:.2f}"
-                                                           if r["validation_f1_std"] is not None else "")
-            lines.append(f"| {r['learning_rate']:g} | {', '.join(map(str, r['seeds']))} | {f1} |")
-    lines += ["", "Commands: " + "; ".join(sorted({r['command'] for r in q['all_runs'] if r.get('command')}))[:2000], ""]
+    sel = q.get("settings_selection")
+    if sel and sel["tried"]:
+        best = changed(sel["validation_best"])
+        lines += ["", "Settings selection: ours_no_context, 1 epoch, **validation** F1 only, best first. Defaults: " +
+                  ", ".join(f"{k}={v}" for k, v in sel["defaults"].items()) + ". Validation choice (best among the "
+                  f"settings run on the most seeds): {best}" +
+                  (" (the defaults)." if sel["defaults_are_validation_best"] else " (**not** the defaults)."), "",
+                  "| settings (changes from the defaults) | seeds | validation F1 (%) |", "|---|---|---|"]
+        for t in sel["tried"]:
+            f1 = f"{100 * t['validation_f1_mean']:.2f}" + (f" ± {100 * t['validation_f1_std']:.2f}"
+                                                           if t["validation_f1_std"] is not None else "")
+            lines.append(f"| {t['changed']} | {', '.join(map(str, t['seeds']))} | {f1} |")
+    lines += ["", "Commands (SEED for the seed; output and cache folders left out):", ""]
+    lines += [f"- `{c}`" for c in sorted({command_template(r["command"]) for r in q["all_runs"] if r.get("command")})]
+    lines += ["- notebook: `bench/run.py`'s f1_notebook child (bench/notebook_recipe.py), one per seed", ""]
     return "\n".join(lines)
+
+
+def command_template(command: str) -> str:
+    """A run's command with what differs between seeds and machines taken out, so runs share one line."""
+    c = re.sub(r" --(output_dir|cache_dir) \S+| --overwrite_output_dir| \(run by hand.*", "", command)
+    c = re.sub(r"^\S*python \S*train_accelerate\.py", "python train_accelerate.py", c)
+    return re.sub(r"--seed \d+", "--seed SEED", c)
 
 
 def write_markdown(section: str) -> None:
@@ -165,8 +207,10 @@ def write_markdown(section: str) -> None:
 
 def load_runs() -> list[dict]:
     runs = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
-    for r in runs:  # runs recorded before rates were recorded ran at the then-default 1e-4 / the notebook's 2e-5
-        r.setdefault("learning_rate", NOTEBOOK_LR if r["variant"] == "notebook" else 1e-4)
+    for r in runs:  # runs recorded before settings were recorded: the defaults of that time, at their rate
+        if "settings" not in r:
+            r["settings"] = None if r["variant"] == "notebook" else dict(LEGACY, learning_rate=r.get("learning_rate", 1e-4))
+        r.pop("learning_rate", None)
     return runs
 
 
@@ -180,13 +224,17 @@ def main(argv=None) -> int:
     p.add_argument("--context-size", type=int, default=64)
     p.add_argument("--pack-length", type=int, default=128, help="ours_context: word pieces of sentences per window")
     p.add_argument("--context-batch-size", type=int, default=4, help="ours_context: windows per batch")
-    p.add_argument("--learning-rate", type=float, default=None,
-                   help="ours_* variants: this rate instead of the loop's default (runs are kept apart by rate)")
+    p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help=f"ours_* variants: a setting other than the loop's default ({', '.join(TUNED)})")
+    p.add_argument("--learning-rate", type=float, default=None, help="same as --set learning_rate=LR")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))
     p.add_argument("--render", action="store_true", help="run nothing: rewrite BENCHMARKS.md from quality.json")
     args = p.parse_args(argv)
+    args.set = dict(args.set)
+    if args.learning_rate is not None:
+        args.set["learning_rate"] = args.learning_rate
     if args.render:
         q = json.loads(RESULTS.read_text())
         write_markdown(markdown(dict(summarise(load_runs()), updated=q["updated"], machine=q["machine"])))
