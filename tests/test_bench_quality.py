@@ -1,0 +1,96 @@
+"""bench/quality.py's bookkeeping: which runs count for a variant, and how settings are chosen on
+validation. Pure functions over run records; no training."""
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_quality", BENCH / "quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run(q, variant="ours_no_context", seed=0, val=0.9, test=0.85, epochs=1, **changes):
+    settings = None if variant == "notebook" else dict(q.TUNED, **changes)
+    return {"variant": variant, "seed": seed, "epochs": epochs, "f1": test, "validation_f1": val,
+            "max_steps": None, "settings": settings, "command": None}
+
+
+def test_variant_figures_count_only_runs_at_the_current_defaults(quality):
+    other_lr = quality.TUNED["learning_rate"] * 3
+    runs = [run(quality, seed=0, test=0.80), run(quality, seed=1, test=0.82),
+            run(quality, seed=0, test=0.99, learning_rate=other_lr),
+            run(quality, variant="notebook", seed=0, test=0.70, val=None)]
+    q = quality.summarise(runs)
+    assert q["ours_no_context"]["n_seeds"] == 2
+    assert q["ours_no_context"]["f1_mean"] == pytest.approx(0.81)
+    assert q["notebook"]["f1_mean"] == pytest.approx(0.70)
+
+
+def test_selection_ranks_by_validation_and_needs_the_most_seeds(quality):
+    lr = quality.TUNED["learning_rate"]
+    runs = [run(quality, seed=s, val=0.88 + 0.001 * s, test=0.99) for s in range(3)]
+    runs += [run(quality, seed=s, val=0.89, test=0.50, learning_rate=2 * lr) for s in range(3)]
+    runs += [run(quality, seed=0, val=0.95, tagging_scheme="iob1")]  # one seed: screened, not chosen
+    sel = quality.selection(runs)
+    assert sel["validation_best"]["learning_rate"] == 2 * lr  # test F1 plays no part
+    assert not sel["defaults_are_validation_best"]
+    assert [t["changed"] for t in sel["tried"]] == ["tagging_scheme=iob1", f"learning_rate={2 * lr}", "defaults"]
+    assert sel["tried"][2]["validation_f1_std"] == pytest.approx(0.001)
+
+
+def test_selection_ignores_smoke_runs_and_other_variants(quality):
+    runs = [run(quality, seed=0, val=0.88), dict(run(quality, seed=1, val=0.99), max_steps=5),
+            run(quality, variant="ours_context", seed=0, val=0.99)]
+    sel = quality.selection(runs)
+    assert [(t["changed"], t["n_seeds"]) for t in sel["tried"]] == [("defaults", 1)]
+    assert sel["defaults_are_validation_best"]
+
+
+def test_run_keys_keep_settings_apart(quality):
+    a, b = run(quality), run(quality, warmup_ratio=0.0)
+    assert quality.run_key(a) != quality.run_key(b)
+    assert quality.run_key(a) == quality.run_key(run(quality, val=0.1))
+
+
+def test_parse_setting(quality):
+    assert quality.parse_setting("learning_rate=2e-4") == ("learning_rate", 2e-4)
+    assert quality.parse_setting("label_all_tokens=True") == ("label_all_tokens", True)
+    assert quality.parse_setting("tagging_scheme=iob1") == ("tagging_scheme", "iob1")
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY one of"):
+        quality.parse_setting("per_device_train_batch_size=8")
+    with pytest.raises(argparse.ArgumentTypeError, match="true or false"):
+        quality.parse_setting("label_all_tokens=yes")
+
+
+def test_legacy_runs_get_the_settings_of_their_time(quality, tmp_path, monkeypatch):
+    import json
+
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({"all_runs": [
+        {"variant": "ours_no_context", "seed": 0, "epochs": 1, "f1": 0.8, "learning_rate": 2e-4},
+        {"variant": "ours_context", "seed": 0, "epochs": 1, "f1": 0.8},
+        {"variant": "notebook", "seed": 0, "epochs": 1, "f1": 0.7}]}))
+    monkeypatch.setattr(quality, "RESULTS", path)
+    runs = quality.load_runs()
+    assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4)
+    assert runs[1]["settings"] == quality.LEGACY
+    assert runs[2]["settings"] is None
+    assert all("learning_rate" not in r for r in runs)
+
+
+def test_command_template_drops_what_differs_between_seeds(quality):
+    c = ("/x/.venv/bin/python /x/train_accelerate.py --model_name_or_path m --output_dir /tmp/q/ours_no_q1e1 "
+         "--overwrite_output_dir --report_to none --seed 1 --cache_dir /tmp/q/c --num_train_epochs 1")
+    assert quality.command_template(c) == ("python train_accelerate.py --model_name_or_path m --report_to none "
+                                           "--seed SEED --num_train_epochs 1")
