@@ -13,8 +13,10 @@ Variants:
   notebook          the notebook recipe: HF Trainer, lr 2e-5, batch 16, weight decay 0.01, first-piece
                     labels, truncation at 120 (per-batch padding stands in for padding to 120: the
                     loss ignores pads, so F1 does not depend on it).
-  ours_no_context   train_accelerate.py with its defaults (IOB2, lr 1e-4, warmup 10% + linear decay,
-                    length-grouped batches of 16, fused AdamW, windows instead of truncation).
+  ours_no_context   train_accelerate.py with the training settings of configs/minilm-cpu.yaml (the
+                    recipe for this model: learning rate, warmup, schedule, IOB2, first-piece labels;
+                    passed explicitly) and the loop's other defaults (length-grouped batches of 16,
+                    fused AdamW, windows instead of truncation), for --epochs epochs.
   ours_context      the same with --context_size N word pieces of document context on each side and
                     consecutive sentences of a document packed into one window up to --pack_length
                     pieces (the context is paid once per window, not once per sentence), at
@@ -23,11 +25,11 @@ Variants:
                     --context-batch-size 16 gives per-sentence context (FLERT's layout, ~6x the pieces).
 
 Choosing our settings: `--set KEY=VALUE` (repeatable; `--learning-rate LR` is `--set learning_rate=LR`)
-runs the ours_* variants with a training setting other than the loop's default. Every run records the
+runs the ours_* variants with a training setting other than the recipe's. Every run records the
 settings it trained with (learning rate, warmup, schedule, tag scheme, which pieces carry labels), and
-runs are kept apart by them. The variant figures aggregate only the runs at the loop's current defaults
-(nerforge.config), and the "settings selection" table compares every setting tried for ours_no_context
-on *validation* F1 (mean over seeds), so the defaults are chosen there, not on test.
+runs are kept apart by them. The variant figures aggregate only the runs at the recipe's current
+settings (configs/minilm-cpu.yaml), and the "settings selection" table compares every setting tried for
+ours_no_context on *validation* F1 (mean over seeds), so the recipe is chosen there, not on test.
 """
 
 from __future__ import annotations
@@ -46,13 +48,21 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
-from nerforge.config import DataConfig, TrainingConfig  # noqa: E402
+from nerforge.config import load_saved  # noqa: E402
 
-# The settings chosen on validation, with the loop's current defaults (what train_accelerate.py uses
-# when the command line does not set them).
-TUNED = {"learning_rate": TrainingConfig.learning_rate, "warmup_ratio": TrainingConfig.warmup_ratio,
-         "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "tagging_scheme": DataConfig.tagging_scheme,
-         "label_all_tokens": DataConfig.label_all_tokens}
+RECIPE = ROOT / "configs" / "minilm-cpu.yaml"
+
+
+def recipe_settings(path: Path = RECIPE) -> dict:
+    """The settings chosen on validation, as the loop reads them from the MiniLM recipe
+    (configs/minilm-cpu.yaml; keys it leaves out take the loop's defaults)."""
+    cfg = load_saved(path)
+    return {"learning_rate": cfg.training.learning_rate, "warmup_ratio": cfg.training.warmup_ratio,
+            "lr_scheduler_type": cfg.training.lr_scheduler_type, "tagging_scheme": cfg.data.tagging_scheme,
+            "label_all_tokens": cfg.data.label_all_tokens}
+
+
+TUNED = recipe_settings()
 # What runs recorded before settings were recorded trained with (the defaults of that time).
 LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
           "label_all_tokens": False}
@@ -74,7 +84,7 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
         if variant == "ours_context":
             cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
                                  args.context_batch_size]
-        for k, v in args.set.items():
+        for k, v in dict(TUNED, **args.set).items():  # every setting on the command line: the record says what ran
             cfg["extra_args"] = cfg.get("extra_args", []) + [f"--{k}", v]
         res = bench.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
@@ -91,14 +101,14 @@ def run_key(r: dict) -> tuple:
     return r["variant"], r["epochs"], r["seed"], r.get("max_steps"), json.dumps(r["settings"], sort_keys=True)
 
 
-def at_defaults(r: dict) -> bool:
+def at_recipe(r: dict) -> bool:
     return r["settings"] is None or r["settings"] == TUNED
 
 
 def changed(settings: dict) -> str:
-    """The settings that differ from the current defaults, e.g. 'learning_rate=0.0002' ('defaults')."""
+    """The settings that differ from the recipe's, e.g. 'learning_rate=0.0002' ('the recipe')."""
     diff = [f"{k}={v}" for k, v in settings.items() if TUNED.get(k) != v]
-    return ", ".join(diff) or "defaults"
+    return ", ".join(diff) or "the recipe"
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -126,7 +136,7 @@ def summarise(all_runs: list[dict]) -> dict:
         block = {}
         for v in VARIANTS:
             runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
-                    and at_defaults(r)]
+                    and at_recipe(r)]
             if runs:
                 block[v] = dict(aggregate(runs), settings=None if v == "notebook" else TUNED)
         if epochs == 1:
@@ -154,8 +164,8 @@ def selection(all_runs: list[dict]) -> dict:
     tried.sort(key=lambda t: -t["validation_f1_mean"])
     most = max((t["n_seeds"] for t in tried), default=0)
     best = next((t for t in tried if t["n_seeds"] == most), None)
-    return {"tried": tried, "validation_best": best and best["settings"], "defaults": TUNED,
-            "defaults_are_validation_best": best is not None and best["settings"] == TUNED}
+    return {"tried": tried, "validation_best": best and best["settings"], "recipe": TUNED,
+            "recipe_is_validation_best": best is not None and best["settings"] == TUNED}
 
 
 def markdown(q: dict) -> str:
@@ -179,11 +189,12 @@ def markdown(q: dict) -> str:
     sel = q.get("settings_selection")
     if sel and sel["tried"]:
         best = changed(sel["validation_best"])
-        lines += ["", "Settings selection: ours_no_context, 1 epoch, **validation** F1 only, best first. Defaults: " +
-                  ", ".join(f"{k}={v}" for k, v in sel["defaults"].items()) + ". Validation choice (best among the "
+        lines += ["", "Settings selection: ours_no_context, 1 epoch, **validation** F1 only, best first. The recipe "
+                      f"({RECIPE.relative_to(ROOT)}): " +
+                  ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
                   f"settings run on the most seeds): {best}" +
-                  (" (the defaults)." if sel["defaults_are_validation_best"] else " (**not** the defaults)."), "",
-                  "| settings (changes from the defaults) | seeds | validation F1 (%) |", "|---|---|---|"]
+                  ("." if sel["recipe_is_validation_best"] else "; the recipe does **not** have it yet."), "",
+                  "| settings (changes from the recipe) | seeds | validation F1 (%) |", "|---|---|---|"]
         for t in sel["tried"]:
             f1 = f"{100 * t['validation_f1_mean']:.2f}" + (f" ± {100 * t['validation_f1_std']:.2f}"
                                                            if t["validation_f1_std"] is not None else "")

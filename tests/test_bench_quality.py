@@ -26,7 +26,7 @@ def run(q, variant="ours_no_context", seed=0, val=0.9, test=0.85, epochs=1, **ch
             "max_steps": None, "settings": settings, "command": None}
 
 
-def test_variant_figures_count_only_runs_at_the_current_defaults(quality):
+def test_variant_figures_count_only_runs_at_the_recipe_settings(quality):
     other_lr = quality.TUNED["learning_rate"] * 3
     runs = [run(quality, seed=0, test=0.80), run(quality, seed=1, test=0.82),
             run(quality, seed=0, test=0.99, learning_rate=other_lr),
@@ -44,8 +44,8 @@ def test_selection_ranks_by_validation_and_needs_the_most_seeds(quality):
     runs += [run(quality, seed=0, val=0.95, tagging_scheme="iob1")]  # one seed: screened, not chosen
     sel = quality.selection(runs)
     assert sel["validation_best"]["learning_rate"] == 2 * lr  # test F1 plays no part
-    assert not sel["defaults_are_validation_best"]
-    assert [t["changed"] for t in sel["tried"]] == ["tagging_scheme=iob1", f"learning_rate={2 * lr}", "defaults"]
+    assert not sel["recipe_is_validation_best"]
+    assert [t["changed"] for t in sel["tried"]] == ["tagging_scheme=iob1", f"learning_rate={2 * lr}", "the recipe"]
     assert sel["tried"][2]["validation_f1_std"] == pytest.approx(0.001)
 
 
@@ -53,8 +53,8 @@ def test_selection_ignores_smoke_runs_and_other_variants(quality):
     runs = [run(quality, seed=0, val=0.88), dict(run(quality, seed=1, val=0.99), max_steps=5),
             run(quality, variant="ours_context", seed=0, val=0.99)]
     sel = quality.selection(runs)
-    assert [(t["changed"], t["n_seeds"]) for t in sel["tried"]] == [("defaults", 1)]
-    assert sel["defaults_are_validation_best"]
+    assert [(t["changed"], t["n_seeds"]) for t in sel["tried"]] == [("the recipe", 1)]
+    assert sel["recipe_is_validation_best"]
 
 
 def test_run_keys_keep_settings_apart(quality):
@@ -94,3 +94,16 @@ def test_command_template_drops_what_differs_between_seeds(quality):
          "--overwrite_output_dir --report_to none --seed 1 --cache_dir /tmp/q/c --num_train_epochs 1")
     assert quality.command_template(c) == ("python train_accelerate.py --model_name_or_path m --report_to none "
                                            "--seed SEED --num_train_epochs 1")
+
+
+def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("model: {model_name_or_path: m}\ndata: {tagging_scheme: iob1}\ntraining: {learning_rate: 2.0e-4}\n")
+    s = quality.recipe_settings(path)
+    from nerforge.config import DataConfig, TrainingConfig
+
+    assert s == {"learning_rate": 2e-4, "warmup_ratio": TrainingConfig.warmup_ratio, "tagging_scheme": "iob1",
+                 "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "label_all_tokens": DataConfig.label_all_tokens}
+    path.write_text("training: {learning_rat: 2.0e-4}\n")
+    with pytest.raises(Exception, match="learning_rat"):
+        quality.recipe_settings(path)
