@@ -48,21 +48,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
-from nerforge.config import load_saved  # noqa: E402
 
-RECIPE = ROOT / "configs" / "minilm-cpu.yaml"
-
-
-def recipe_settings(path: Path = RECIPE) -> dict:
-    """The settings chosen on validation, as the loop reads them from the MiniLM recipe
-    (configs/minilm-cpu.yaml; keys it leaves out take the loop's defaults)."""
-    cfg = load_saved(path)
-    return {"learning_rate": cfg.training.learning_rate, "warmup_ratio": cfg.training.warmup_ratio,
-            "lr_scheduler_type": cfg.training.lr_scheduler_type, "tagging_scheme": cfg.data.tagging_scheme,
-            "label_all_tokens": cfg.data.label_all_tokens}
-
-
-TUNED = recipe_settings()
+RECIPE = bench.RECIPE
+TUNED = bench.recipe_settings()
 # What runs recorded before settings were recorded trained with (the defaults of that time).
 LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
           "label_all_tokens": False}
@@ -84,8 +72,8 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
         if variant == "ours_context":
             cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
                                  args.context_batch_size]
-        for k, v in dict(TUNED, **args.set).items():  # every setting on the command line: the record says what ran
-            cfg["extra_args"] = cfg.get("extra_args", []) + [f"--{k}", v]
+        # every setting on the command line: the record says what ran
+        cfg["extra_args"] = cfg.get("extra_args", []) + bench.recipe_args(dict(TUNED, **args.set))
         res = bench.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
         raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
@@ -94,7 +82,7 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
             if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
             "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
             "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
-            "settings": None if variant == "notebook" else dict(TUNED, **args.set)}
+            "settings": None if variant == "notebook" else dict(TUNED, **args.set), "machine": args.machine}
 
 
 def run_key(r: dict) -> tuple:
@@ -184,8 +172,12 @@ def markdown(q: dict) -> str:
                                                                 else "–") for r in agg["runs"])
             # wall time depends on what else ran: a run whose load average exceeded its 2 threads is marked *
             times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
-                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") for r in agg["runs"])
+                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") +
+                               ("ᴮ" if (r.get("machine") or {}).get("avx512_bf16") else "") for r in agg["runs"])
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
+    lines += ["", "Times: * a run whose load average exceeded its 2 threads (something else ran beside it); "
+                  "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s), unmarked ones on the AVX2-only "
+                  "machine of earlier sessions (~60 GFLOP/s): compare times only within one kind."]
     sel = q.get("settings_selection")
     if sel and sel["tried"]:
         best = changed(sel["validation_best"])
@@ -251,6 +243,10 @@ def main(argv=None) -> int:
         write_markdown(markdown(dict(summarise(load_runs()), updated=q["updated"], machine=q["machine"])))
         return 0
     Path(args.tmp).mkdir(parents=True, exist_ok=True)
+    # Each run says which CPU it ran on: sessions get different machines (AVX2-only vs AVX512-BF16, ~3x
+    # apart in fp32 GEMM), so time per epoch is comparable only between runs on the same kind.
+    m = bench.machine()
+    args.machine = {k: m[k] for k in ("cpu", "cores", "avx512", "avx512_bf16", "amx")}
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     prior = load_runs()
     for seed in args.seeds:

@@ -88,7 +88,8 @@ def child_gemm(cfg: dict) -> dict:
         return 2 * n ** 3 * k / dt / 1e9
 
     fp32 = {n: round(rate(torch.float32, n), 2) for n in (512, 1024, 2048)}
-    bf16 = {n: round(rate(torch.bfloat16, n), 2) for n in (256, 512)}
+    # Emulated bf16 (no AVX512-BF16/AMX) runs at ~2 GFLOP/s: large sizes would take minutes there.
+    bf16 = {n: round(rate(torch.bfloat16, n), 2) for n in ((512, 1024, 2048) if cfg.get("native_bf16") else (256, 512))}
 
     # Model FLOPs: forward FLOPs counted by FlopCounterMode on one batch (16 x L, every token real),
     # x3 for forward + backward, vs the analytic 6 * N_non_embedding * tokens + 12 * layers * d * sum(L^2).
@@ -445,6 +446,26 @@ def machine() -> dict:
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+RECIPE = ROOT / "configs" / "minilm-cpu.yaml"
+
+
+def recipe_settings(path: Path = RECIPE) -> dict:
+    """The training settings chosen on validation for MiniLM on CPU (bench/quality.py), as the loop reads
+    them from configs/minilm-cpu.yaml (keys it leaves out take the loop's defaults)."""
+    sys.path.insert(0, str(ROOT))
+    from nerforge.config import load_saved
+
+    cfg = load_saved(path)
+    return {"learning_rate": cfg.training.learning_rate, "warmup_ratio": cfg.training.warmup_ratio,
+            "lr_scheduler_type": cfg.training.lr_scheduler_type, "tagging_scheme": cfg.data.tagging_scheme,
+            "label_all_tokens": cfg.data.label_all_tokens}
+
+
+def recipe_args(settings: dict | None = None) -> list[str]:
+    """Those settings as the loop's command-line flags."""
+    return [a for k, v in (settings or recipe_settings()).items() for a in (f"--{k}", str(v))]
+
+
 def model_flops(pieces: float, sum_len_sq_per_piece: float, g: dict) -> float:
     """6 * N_non_embedding * real tokens + attention 12 * layers * d * sum(L^2) (L real length; the
     sum estimated as pieces * E[L^2]/E[L] over the training windows)."""
@@ -457,7 +478,10 @@ def main_parent(args) -> int:
     model = str(Path(args.model).resolve())
     steps = args.steps or (20 if quick else 100)
     steps_nb = args.steps or (8 if quick else 60)
-    steps_bf16 = args.bf16_steps or (2 if quick else 6)
+    info = machine()
+    native_bf16 = info["avx512_bf16"] or info["amx"]
+    # Where bf16 is emulated a step takes ~10x fp32's: a couple of steps say enough.
+    steps_bf16 = args.bf16_steps or (steps if native_bf16 else 2 if quick else 6)
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_lines: list[str] = []
 
@@ -466,7 +490,6 @@ def main_parent(args) -> int:
         log_lines.append(msg)
 
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
-    info = machine()
     log(f"bench: {cmd}\n  {info}")
     R: dict = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": cmd,
                "mode": "quick" if quick else "full", "machine": info, "threads": args.threads,
@@ -483,7 +506,7 @@ def main_parent(args) -> int:
         g = {}
         if want("gemm") or want("train"):
             log("== matrix-multiply peak and FLOP count check")
-            g = run_child("gemm", dict(base, gemm_seconds=1.0 if quick else 2.0), th, log)
+            g = run_child("gemm", dict(base, gemm_seconds=1.0 if quick else 2.0, native_bf16=native_bf16), th, log)
             R["gemm"] = g
         if want("prep"):
             log("== 1. data preparation (train split, raw files -> tokenized, aligned)")
@@ -522,7 +545,7 @@ def main_parent(args) -> int:
                 "pipeline": run_child("infer_pipeline", dict(base, model_dir=str(mdir), limit=lim), th, log),
                 "ours_fp32": run_child("infer_ours", dict(base, model_dir=str(mdir), save_tags=str(tags_file)), th, log),
                 "ours_bf16": run_child("infer_ours", dict(base, model_dir=str(mdir), bf16=True,
-                                                          limit=64 if quick else 500,
+                                                          limit=None if native_bf16 else 64 if quick else 500,
                                                           compare_tags=str(tags_file)), th, log),
                 "note": "model = the encoder with an untrained (seeded) classification head: speed and word "
                         "coverage only; bf16 tag agreement is vs our fp32 output on the same subset",
@@ -542,7 +565,8 @@ def main_parent(args) -> int:
             f1s = args.f1_steps
             R["quality"] = {
                 "notebook": run_child("f1_notebook", dict(base, steps=f1s if f1s else -1), th, log),
-                "ours": run_child("train_ours", dict(base, precision="no", steps=f1s, tag="f1"), th, log)}
+                "ours": run_child("train_ours", dict(base, precision="no", steps=f1s, tag="f1",
+                                                     extra_args=recipe_args()), th, log)}
         shutil.rmtree(tmp, ignore_errors=True)
 
     summarize(R, g, quick)
