@@ -176,8 +176,9 @@ def markdown(q: dict) -> str:
                                ("ᴮ" if (r.get("machine") or {}).get("avx512_bf16") else "") for r in agg["runs"])
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
     lines += ["", "Times: * a run whose load average exceeded its 2 threads (something else ran beside it); "
-                  "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s), unmarked ones on the AVX2-only "
-                  "machine of earlier sessions (~60 GFLOP/s): compare times only within one kind."]
+                  "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s); unmarked runs predate the per-run "
+                  "machine record, and their times match the AVX2-only machine (~60 GFLOP/s fp32) of earlier "
+                  "sessions. Compare times only within one kind."]
     sel = q.get("settings_selection")
     if sel and sel["tried"]:
         best = changed(sel["validation_best"])
