@@ -374,7 +374,10 @@ CHILDREN = {"gemm": child_gemm, "prep_notebook": child_prep_notebook, "prep_ours
 
 
 def run_child(name: str, cfg: dict, threads: int, log) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
+    # The same thread budget for every measurement, torch's and the Rust tokenizer's alike (a batched
+    # encode may use it; the notebook's one-sentence calls cannot).
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true",
+               RAYON_RS_NUM_CPUS=str(threads), RAYON_NUM_THREADS=str(threads),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONHASHSEED="0",
                HF_DATASETS_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
     cfg = dict(cfg, threads=threads)

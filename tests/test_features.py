@@ -203,3 +203,60 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
     tiny_tokenizer.backend_tokenizer.enable_truncation(8)  # cleared before use, so not part of the key
     assert key == features_fingerprint("abc", tiny_tokenizer, settings)
     tiny_tokenizer.backend_tokenizer.no_truncation()
+
+
+def _one_window_rows(tok, sentences, labels, max_length=512, label_all_tokens=False):
+    from nerforge.features import clear_truncation_and_padding, one_window_table, special_token_layout
+
+    prefix, suffix = special_token_layout(tok)
+    encs = clear_truncation_and_padding(tok).encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
+    table = one_window_table(encs, labels, list(range(len(sentences))), prefix, suffix,
+                             max_length - len(prefix) - len(suffix), label_all_tokens, continuation_label_map(NER))
+    return None if table is None else table.to_pydict()
+
+
+@pytest.mark.parametrize("label_all_tokens", [False, True])
+def test_batch_at_once_path_makes_the_rows_of_the_general_path(tiny_tokenizer, label_all_tokens):
+    rng = random.Random(int(label_all_tokens))
+    vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", ".", "Peter"]
+    sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 30))] for _ in range(50)]
+    tags = [[rng.randrange(len(NER)) for _ in s] for s in sents]
+    fast = _one_window_rows(tiny_tokenizer, sents, tags, label_all_tokens=label_all_tokens)
+    general = windows_for(tiny_tokenizer, sents, tags, label_all_tokens=label_all_tokens)
+    assert fast is not None and fast == general
+
+
+@pytest.mark.parametrize("sentence", [["EU", "\u200b", "rejects"], ["Washington"] * 20])
+def test_batch_at_once_path_declines_what_needs_the_general_path(tiny_tokenizer, sentence):
+    # a pieceless word (needs [UNK]) or a sentence cut into windows at max_length 16
+    batch = [["the", "EU"], sentence]
+    assert _one_window_rows(tiny_tokenizer, batch, [[0] * len(s) for s in batch], max_length=16) is None
+    assert _one_window_rows(tiny_tokenizer, batch[:1], [[0, 3]], max_length=16) is not None
+
+
+@pytest.mark.realdata
+def test_real_train_split_windows_equal_with_and_without_the_batch_path(tmp_path, monkeypatch):
+    from conftest import CONLL_DIR, MINILM_DIR
+
+    if not (CONLL_DIR.is_dir() and MINILM_DIR.is_dir()):
+        pytest.skip("../shared data or model not found")
+    import datasets
+    from transformers import AutoTokenizer
+
+    import nerforge.features as F
+    from conll2003_loader import load_conll
+
+    train = load_conll(data_dir=str(CONLL_DIR), cache_dir=str(tmp_path))["train"]
+    tok = AutoTokenizer.from_pretrained(MINILM_DIR)
+    names = train.features["ner_tags"].feature.names
+    datasets.disable_caching()  # both builds share a fingerprint: the second must not read the first's cache
+    try:
+        fast = F.build_features(train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0,
+                                label_names=names)
+        monkeypatch.setattr(F, "one_window_table", lambda *a, **k: None)
+        general = F.build_features(train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0,
+                                   label_names=names)
+    finally:
+        datasets.enable_caching()
+    assert fast.features == general.features
+    assert fast.to_dict() == general.to_dict()
