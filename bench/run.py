@@ -540,18 +540,23 @@ def main_parent(args) -> int:
                                                                    "--per_device_train_batch_size", 4]), th, log)}
         if want("infer"):
             log("== 3. inference on the test set")
-            mdir = tmp / "model_with_head"
-            run_child("make_model", dict(base, out=str(mdir)), th, log)
+            trained = bool(args.trained_model)
+            mdir = Path(args.trained_model).resolve() if trained else tmp / "model_with_head"
+            if not trained:
+                run_child("make_model", dict(base, out=str(mdir)), th, log)
             lim = 500 if quick else None
             tags_file = tmp / "tags_fp32.json"
             R["infer"] = {
                 "pipeline": run_child("infer_pipeline", dict(base, model_dir=str(mdir), limit=lim), th, log),
-                "ours_fp32": run_child("infer_ours", dict(base, model_dir=str(mdir), save_tags=str(tags_file)), th, log),
-                "ours_bf16": run_child("infer_ours", dict(base, model_dir=str(mdir), bf16=True,
-                                                          limit=None if native_bf16 else 64 if quick else 500,
+                "ours_fp32": run_child("infer_ours", dict(base, model_dir=str(mdir), save_tags=str(tags_file),
+                                                          trained=trained), th, log),
+                "ours_bf16": run_child("infer_ours", dict(base, model_dir=str(mdir), bf16=True, trained=trained,
+                                                          limit=None if native_bf16 or trained else 64 if quick else 500,
                                                           compare_tags=str(tags_file)), th, log),
-                "note": "model = the encoder with an untrained (seeded) classification head: speed and word "
-                        "coverage only; bf16 tag agreement is vs our fp32 output on the same subset",
+                "note": (f"model = {args.trained_model}, trained: test F1 of both precisions on the whole test set"
+                         if trained else "model = the encoder with an untrained (seeded) classification head: speed "
+                         "and word coverage only (pass --trained-model for F1)") +
+                        "; bf16 tag agreement is vs our fp32 output on the same sentences",
             }
         if want("scale"):
             log("== 5. scaling with corpus size (train split concatenated k times)")
@@ -606,6 +611,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
     if inf:
         S["inference_speedup_vs_pipeline"] = ratio(sps(inf["ours_fp32"]), sps(inf["pipeline"]))
         S["inference_bf16_speedup_vs_pipeline"] = ratio(sps(inf["ours_bf16"]), sps(inf["pipeline"]))
+        f32, f16 = inf["ours_fp32"].get("f1"), inf["ours_bf16"].get("f1")
+        if f32 is not None and f16 is not None:  # a trained model: bf16 counts only where F1 holds
+            S["inference_f1_fp32"], S["inference_f1_bf16"] = f32, f16
+            S["inference_bf16_f1_delta"] = round(f16 - f32, 5)
     # model FLOP/s and MFU
     S["mfu_fp32"] = S["mfu_bf16"] = None
     feats = (sc.get("1x", {}).get("ours_cold") if sc else None) or (pr.get("ours_cold") if pr else None)
@@ -675,6 +684,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
     tgt("prep cold vs notebook", S.get("prep_speedup_vs_notebook"), ">=", 1)
     tgt("prep warm vs notebook", S.get("prep_warm_speedup_vs_notebook"), ">=", 10)
     tgt("inference vs pipeline", S.get("inference_speedup_vs_pipeline"), ">=", 5)
+    delta = S.get("inference_bf16_f1_delta")
+    tgt("inference bf16 vs pipeline" + (f" (test F1 {100 * delta:+.2f} vs fp32)" if delta is not None else
+                                        " (no F1: untrained head)"),
+        S.get("inference_bf16_speedup_vs_pipeline") if delta is not None and abs(delta) <= 0.001 else None, ">=", 5)
     f1o, f1n = S.get("f1_ours"), S.get("f1_notebook")
     tgt("f1 ours - f1 notebook", round(f1o - f1n, 4) if f1o is not None and f1n is not None else None, ">=", 0)
     qf = S.get("f1_quality_json_1_epoch")
@@ -739,13 +752,14 @@ def write_markdown(R: dict) -> None:
                      f"{fmt(r.get('epoch_time_s_estimated'), 0)} | {fmt(S.get(ratio_key), 2) if ratio_key else '1'} |")
         L += ["", "(epoch time = training windows / windows per second over the measured steps: an estimate)", ""]
     if inf:
-        L += ["| 3. inference, CoNLL-2003 test | sentences | sentences/s | words predicted / gold | peak RSS MB |",
-              "|---|---|---|---|---|"]
+        L += ["| 3. inference, CoNLL-2003 test | sentences | sentences/s | words predicted / gold | test F1 | peak RSS MB |",
+              "|---|---|---|---|---|---|"]
         for k, lab in (("pipeline", "pipeline('ner'), one sentence per call"), ("ours_fp32", "ours: Predictor fp32"),
-                       ("ours_bf16", "ours: Predictor bf16 (subset)")):
+                       ("ours_bf16", "ours: Predictor bf16")):
             r = inf[k]
             L.append(f"| {lab} | {fmt(r.get('sentences'))} | {fmt(r.get('sentences_per_s'))} | "
-                     f"{fmt(r.get('words_predicted'))} / {fmt(r.get('words_gold'))} | {fmt(r.get('peak_rss_mb'), 0)} |")
+                     f"{fmt(r.get('words_predicted'))} / {fmt(r.get('words_gold'))} | "
+                     f"{fmt(100 * r['f1']) if r.get('f1') is not None else '–'} | {fmt(r.get('peak_rss_mb'), 0)} |")
         L += ["", f"({inf.get('note')})", ""]
     if "scale_prep_ours_s" in S:
         L += [f"5. Scaling (ours, cold prep of the train split concatenated k times): {S['scale_prep_ours_s']} s; "
@@ -790,6 +804,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per fp32 training variant")
     p.add_argument("--bf16-steps", type=int, default=None)
     p.add_argument("--f1-steps", type=int, default=None, help="(testing) cut the equal-budget runs to N steps")
+    p.add_argument("--trained-model", default=None,
+                   help="inference on this trained export (e.g. a quality run's model/): adds fp32 and bf16 test F1")
     p.add_argument("--only", default=None, help="comma-separated subset: gemm,prep,train,infer,scale,f1")
     p.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_cfg", default=None, help=argparse.SUPPRESS)

@@ -1,0 +1,56 @@
+"""bench/run.py's summary: which ratios it computes and when a target counts as met. Synthetic
+measurements, no subprocesses, nothing timed."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def infer(f1_fp32=None, f1_bf16=None):
+    return {"pipeline": {"sentences_per_s": 100.0}, "ours_fp32": {"sentences_per_s": 300.0, "f1": f1_fp32},
+            "ours_bf16": {"sentences_per_s": 600.0, "f1": f1_bf16}}
+
+
+def bf16_target(R):
+    (name,) = [k for k in R["targets"] if k.startswith("inference bf16")]
+    return name, R["targets"][name]
+
+
+@pytest.mark.parametrize("f1_bf16, met", [(0.8495, True), (0.8405, None)])
+def test_bf16_inference_counts_only_where_f1_stays_within_a_tenth_of_a_point(bench, f1_bf16, met):
+    R = {"infer": infer(0.85, f1_bf16)}
+    bench.summarize(R, {}, quick=True)
+    assert R["summary"]["inference_speedup_vs_pipeline"] == 3.0
+    assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
+    assert R["summary"]["inference_bf16_f1_delta"] == pytest.approx(f1_bf16 - 0.85)
+    name, t = bf16_target(R)
+    assert t["met"] is met and (t["value"] == 6.0 if met else t["value"] is None)
+    assert f"{100 * (f1_bf16 - 0.85):+.2f}" in name
+
+
+def test_bf16_inference_without_a_trained_model_claims_nothing(bench):
+    R = {"infer": infer()}
+    bench.summarize(R, {}, quick=True)
+    assert "inference_bf16_f1_delta" not in R["summary"]
+    name, t = bf16_target(R)
+    assert t["met"] is None and "untrained" in name
+
+
+def test_recipe_args_follow_the_minilm_config(bench):
+    args = bench.recipe_args()
+    settings = bench.recipe_settings()
+    assert args[args.index("--learning_rate") + 1] == str(settings["learning_rate"])
+    assert len(args) == 2 * len(settings)
