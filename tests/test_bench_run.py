@@ -54,3 +54,13 @@ def test_recipe_args_follow_the_minilm_config(bench):
     settings = bench.recipe_settings()
     assert args[args.index("--learning_rate") + 1] == str(settings["learning_rate"])
     assert len(args) == 2 * len(settings)
+
+
+def test_inference_ratio_is_per_word_when_the_pipeline_saw_a_sample(bench):
+    # the pipeline's sample has shorter sentences (10 words) than the whole test set ours ran on (13.3)
+    R = {"infer": {"pipeline": {"sentences_per_s": 100.0, "words_per_s": 1000.0},
+                   "ours_fp32": {"sentences_per_s": 300.0, "words_per_s": 4000.0},
+                   "ours_bf16": {"sentences_per_s": 450.0, "words_per_s": 6000.0}}}
+    bench.summarize(R, {}, quick=True)
+    assert R["summary"]["inference_speedup_vs_pipeline"] == 4.0
+    assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
