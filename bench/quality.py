@@ -66,7 +66,8 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
     if variant == "notebook":
         res = bench.run_child("f1_notebook", cfg, args.threads, log)
     else:
-        tag = f"q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
+        # one output folder per variant, seed, epochs and setting: no run overwrites another's export
+        tag = f"{variant}_q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
         cfg.update(precision="no", tag=tag, full_eval=True,
                    context_size=args.context_size if variant == "ours_context" else 0)
         if variant == "ours_context":
