@@ -2,22 +2,14 @@
 validation. Pure functions over run records; no training."""
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def quality():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_quality", BENCH / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("quality")
 
 
 def run(q, variant="ours_no_context", seed=0, val=0.9, test=0.85, epochs=1, **changes):

@@ -1,22 +1,14 @@
 """bench/run.py's summary: which ratios it computes and when a target counts as met. Synthetic
 measurements, no subprocesses, nothing timed."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("run")
 
 
 def infer(f1_fp32=None, f1_bf16=None):
