@@ -30,7 +30,7 @@ from nerforge import export, saving
 from nerforge.config import ConfigError, RunConfig, parse_config
 from nerforge.features import LengthGroupedBatchSampler, assemble_predictions, build_features, collate
 from nerforge.metric import score
-from nerforge.modeling import build_tiny_bert, keep_freed_memory_on_cpu, load_model_and_tokenizer, param_groups
+from nerforge.modeling import build_tiny_bert, load_model_and_tokenizer, param_groups
 
 STATE_FILE = "trainer_state.json"
 
@@ -116,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     main_proc = accelerator.is_main_process
     log = accelerator.print
     set_seed(t.seed)
-    if accelerator.device.type == "cpu" and os.environ.get("NERFORGE_KEEP_FREED_MEMORY", "1") != "0":
-        keep_freed_memory_on_cpu()
 
     # A finished or running experiment is never overwritten by accident.
     if t.resume_from_checkpoint is None and out_dir.exists() and any(out_dir.iterdir()):

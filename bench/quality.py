@@ -173,10 +173,14 @@ def markdown(q: dict) -> str:
                                                                 else "–") for r in agg["runs"])
             # wall time depends on what else ran: a run whose load average exceeded its 2 threads is marked *
             times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
-                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 else "") +
+                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 or r.get("timing_note")
+                                else "") +
                                ("ᴮ" if (r.get("machine") or {}).get("avx512_bf16") else "") for r in agg["runs"])
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
-    lines += ["", "Times: * a run whose load average exceeded its 2 threads (something else ran beside it); "
+    notes = [f"{r['variant']} seed {r['seed']}, {r['epochs']} epochs: {r['timing_note']}" for r in q["all_runs"]
+             if r.get("timing_note")]
+    lines += ["", "Times: * a run whose load average exceeded its 2 threads (something else ran beside it)"
+                  + (f" or that was disturbed ({'; '.join(notes)})" if notes else "") + "; "
                   "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s); unmarked runs predate the per-run "
                   "machine record, and their times match the AVX2-only machine (~60 GFLOP/s fp32) of earlier "
                   "sessions. Compare times only within one kind."]

@@ -528,11 +528,7 @@ def main_parent(args) -> int:
                   "ours_fp32": run_child("train_ours", dict(base, precision="no", steps=steps, tag="tp",
                                                             dataset_path=str(ds_dir)), th, log),
                   "ours_bf16": run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16, tag="tp",
-                                                            dataset_path=str(ds_dir)), th, log),
-                  # A/B of one setting of ours: glibc's default of unmapping freed large blocks at once
-                  "ours_fp32_heap_default": run_child("train_ours", dict(base, precision="no", steps=steps, tag="tp",
-                                                                         dataset_path=str(ds_dir),
-                                                                         env={"NERFORGE_KEEP_FREED_MEMORY": "0"}), th, log)}
+                                                            dataset_path=str(ds_dir)), th, log)}
             R["train"] = tr
             log("== cost of document context (64 pieces each side): per sentence vs packed into windows")
             R["context"] = {
@@ -602,8 +598,6 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         S["train_speedup_vs_dynamic_padding"] = ratio(sps(tr["ours_fp32"]), sps(tr["dynamic_padding"]))
         S["train_speedup_bf16_vs_notebook"] = ratio(sps(tr["ours_bf16"]), sps(tr["notebook"]))
         S["train_speedup_bf16_vs_ours_fp32"] = ratio(sps(tr["ours_bf16"]), sps(tr["ours_fp32"]))
-        if "ours_fp32_heap_default" in tr:
-            S["train_speedup_keep_freed_memory"] = ratio(sps(tr["ours_fp32"]), sps(tr["ours_fp32_heap_default"]))
     ctx = R.get("context")
     if ctx and tr:
         base_epoch = tr["ours_fp32"].get("epoch_time_s_estimated")
@@ -638,8 +632,8 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
                 tr[key]["model_gflops_per_s"] = round(gf, 2)
                 S[f"model_gflops_per_s_{prec}"] = round(gf, 2)
                 S[f"mfu_{prec}"] = round(gf / peak, 4)
-        for key in ("notebook", "dynamic_padding", "ours_fp32_heap_default"):
-            pps = (tr.get(key) or {}).get("pieces_per_s")
+        for key in ("notebook", "dynamic_padding"):
+            pps = tr[key].get("pieces_per_s")
             if pps:
                 tr[key]["model_gflops_per_s"] = round(model_flops(pps, per_piece, g) / 1e9, 2)
         S["model_flops_method"] = ("analytic: 6 x non-embedding params x real word pieces + 12 x layers x hidden x "
@@ -746,10 +740,7 @@ def write_markdown(R: dict) -> None:
         for k, lab in (("notebook", "(a) notebook: Trainer, pad to 120"),
                        ("dynamic_padding", "(b) Trainer + DataCollatorForTokenClassification, random batches"),
                        ("ours_fp32", "(c) ours fp32 (length-grouped, fused AdamW)"),
-                       ("ours_bf16", "(d) ours bf16 autocast"),
-                       ("ours_fp32_heap_default", "(c) with glibc's default heap (NERFORGE_KEEP_FREED_MEMORY=0)")):
-            if k not in tr:
-                continue
+                       ("ours_bf16", "(d) ours bf16 autocast")):
             r = tr[k]
             L.append(f"| {lab} | {fmt(r.get('steps'))} | {fmt(r.get('sentences_per_s'))} | {fmt(r.get('pieces_per_s'), 0)} | "
                      f"{fmt(r.get('model_gflops_per_s'))} | {fmt(r.get('peak_rss_mb'), 0)} |")
@@ -783,10 +774,10 @@ def write_markdown(R: dict) -> None:
             L += [f"Notebook prep at 1x/2x/4x: {S['scale_prep_notebook_s']} s; fit {S['scale_prep_notebook_fit']}.", ""]
     L += ["| ratio (ours ÷ theirs) | value |", "|---|---|"]
     for k in ("train_speedup_vs_notebook", "train_speedup_vs_dynamic_padding", "train_speedup_bf16_vs_notebook",
-              "train_speedup_bf16_vs_ours_fp32", "train_speedup_keep_freed_memory", "prep_speedup_vs_notebook", "prep_warm_speedup_vs_notebook",
+              "train_speedup_bf16_vs_ours_fp32", "prep_speedup_vs_notebook", "prep_warm_speedup_vs_notebook",
               "inference_speedup_vs_pipeline", "mfu_fp32", "mfu_bf16", "f1_ours", "f1_notebook"):
         L.append(f"| `{k}` | {fmt(S.get(k), 3)} |")
-    L += ["", "| target (written for a faster machine) | value | target | met |", "|---|---|---|---|"]
+    L += ["", "| target (issue 5) | value | target | met |", "|---|---|---|---|"]
     for k, t in R.get("targets", {}).items():
         L.append(f"| {k} | {fmt(t['value'], 3)} | {t['target']} | {'–' if t['met'] is None else ('yes' if t['met'] else 'NO')} |")
     L += ["", MARK_END]

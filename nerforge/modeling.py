@@ -70,21 +70,3 @@ def param_groups(model, weight_decay: float) -> list[dict]:
          else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
-
-def keep_freed_memory_on_cpu() -> bool:
-    """Ask glibc to serve large blocks from its heap and keep them when freed, instead of mapping fresh
-    pages for each one and returning them at once (its default above 32 MB). A CPU training step frees
-    and reallocates the same big buffers every step (the word-embedding gradient alone is
-    vocabulary x hidden floats: 47 MB for BERT's 30k x 384) and would pay page faults on every touch of
-    them. What jemalloc/tcmalloc via LD_PRELOAD do, without a preload. False where not glibc."""
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))

@@ -57,18 +57,3 @@ def test_inference_ratio_is_per_word_when_the_pipeline_saw_a_sample(bench):
     assert R["summary"]["inference_speedup_vs_pipeline"] == 4.0
     assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
 
-
-def test_keep_freed_memory_is_on_by_default_and_can_be_switched_off(bench, monkeypatch):
-    import platform
-
-    from nerforge.modeling import keep_freed_memory_on_cpu
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        assert keep_freed_memory_on_cpu() is False
-    else:
-        assert keep_freed_memory_on_cpu() is True
-    R = {"train": {k: {"sentences_per_s": v} for k, v in
-                   (("notebook", 10.0), ("dynamic_padding", 30.0), ("ours_fp32", 55.0), ("ours_bf16", 70.0),
-                    ("ours_fp32_heap_default", 50.0))}}
-    bench.summarize(R, {}, quick=True)
-    assert R["summary"]["train_speedup_keep_freed_memory"] == 1.1
