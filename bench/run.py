@@ -238,7 +238,7 @@ def child_train_ours(cfg: dict) -> dict:
     """train_accelerate.py as a subprocess, on the full training set; validation/test cut to a few
     sentences (prepared dataset folder) so the evaluation the loop does at the last step costs ~nothing.
     Throughput comes from the loop's metrics.json (training steps only)."""
-    env = dict(os.environ, ACCELERATE_MIXED_PRECISION=cfg["precision"], **cfg.get("env", {}))
+    env = dict(os.environ, ACCELERATE_MIXED_PRECISION=cfg["precision"])
     out = Path(cfg["tmp"]) / f"ours_{cfg['precision']}_{cfg['tag']}"
     cmd = [sys.executable, str(ROOT / "train_accelerate.py"), "--model_name_or_path", cfg["model"],
            "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none", "--seed", str(cfg.get("seed", SEED)),
@@ -352,7 +352,8 @@ def child_infer_ours(cfg: dict) -> dict:
     out = pred.predict_words(sents, docs)
     dt = time.perf_counter() - t0
     res = {"sentences": len(sents), "time_s": round(dt, 3), "sentences_per_s": round(len(sents) / dt, 2),
-           "words_per_s": round(sum(map(len, sents)) / dt, 1), "words_gold": sum(map(len, sents)), "words_predicted": sum(map(len, out)), "bf16": cfg.get("bf16", False),
+           "words_per_s": round(sum(map(len, sents)) / dt, 1), "words_gold": sum(map(len, sents)),
+           "words_predicted": sum(map(len, out)), "bf16": cfg.get("bf16", False),
            "batch_size": pred.batch_size, "max_length": pred.max_length}
     if cfg.get("trained"):
         res["f1"] = score(tags, out)["f1"]

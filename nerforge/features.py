@@ -225,10 +225,12 @@ def tokenize_and_window(
     pack_length: int = 0,
     label_column: str = "ner_tags",
     continuation: Sequence[int] | None = None,
-) -> dict:
+    as_table: bool = False,
+):
     """Batched `Dataset.map` function: sentences in, windows out (one row per window).
 
-    With document context or packing the batch must hold whole documents (see `build_features`)."""
+    With document context or packing the batch must hold whole documents (see `build_features`).
+    `as_table`: where `one_window_table` applies, return its Arrow table (same rows) instead of the dict."""
     prefix, suffix = special_token_layout(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
     check_pack_fits(pack_length, context_size, budget, max_length)
@@ -237,6 +239,11 @@ def tokenize_and_window(
     # profiled at ~16% of preprocessing.
     backend = clear_truncation_and_padding(tokenizer)
     encs = backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
+    if as_table and not context_size and not pack_length:
+        table = one_window_table(encs, batch[label_column], indices, prefix, suffix, budget, label_all_tokens,
+                                 continuation)
+        if table is not None:
+            return table
     unk = tokenizer.unk_token_id
     pieces = [fill_empty_words(group_pieces_by_word(e.ids, e.word_ids, len(w)), unk) for e, w in zip(encs, words)]
     flat = [[t for p in sent for t in p] for sent in pieces]
@@ -270,21 +277,6 @@ def tokenize_and_window(
             out["example_id"].append(indices[i])
             out["length"].append(len(ids))
     return out
-
-
-def windows_batch(batch: dict, indices: list[int], **kw):
-    """`Dataset.map` function: `one_window_table` where it applies, else `tokenize_and_window`."""
-    if not kw.get("context_size") and not kw.get("pack_length"):
-        tok = kw["tokenizer"]
-        prefix, suffix = special_token_layout(tok)
-        encs = clear_truncation_and_padding(tok).encode_batch(batch["tokens"], is_pretokenized=True,
-                                                              add_special_tokens=False)
-        table = one_window_table(encs, batch[kw.get("label_column", "ner_tags")], indices, prefix, suffix,
-                                 kw["max_length"] - len(prefix) - len(suffix), kw["label_all_tokens"],
-                                 kw.get("continuation"))
-        if table is not None:
-            return table
-    return tokenize_and_window(batch, indices, **kw)
 
 
 def one_window_table(encs, word_labels, indices, prefix, suffix, budget: int, label_all_tokens: bool,
@@ -359,7 +351,7 @@ def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_al
     settings = dict(max_length=max_length, stride=stride, label_all_tokens=label_all_tokens, context_size=context_size,
                     pack_length=pack_length, label_column=label_column, label_names=list(label_names))
     return dataset.map(
-        windows_batch,
+        tokenize_and_window,
         batched=True,
         # Document context needs whole documents in one batch: take the split at once (CoNLL-2003's
         # train split is 14k sentences, a few seconds). Without context any batch size will do.
@@ -369,7 +361,8 @@ def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_al
         num_proc=None if whole_documents else num_proc,
         fn_kwargs=dict(tokenizer=tokenizer, max_length=max_length, stride=stride,
                        label_all_tokens=label_all_tokens, context_size=context_size, pack_length=pack_length,
-                       label_column=label_column, continuation=continuation_label_map(label_names)),
+                       label_column=label_column, continuation=continuation_label_map(label_names),
+                       as_table=True),
         desc="word pieces and windows",
         new_fingerprint=features_fingerprint(dataset._fingerprint, tokenizer, settings),
     )

@@ -69,4 +69,3 @@ def param_groups(model, weight_decay: float) -> list[dict]:
         (no_decay if name.endswith("bias") or "layernorm" in lname or "layer_norm" in lname or "norm." in lname
          else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-

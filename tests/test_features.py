@@ -206,13 +206,12 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
 
 
 def _one_window_rows(tok, sentences, labels, max_length=512, label_all_tokens=False):
-    from nerforge.features import clear_truncation_and_padding, one_window_table, special_token_layout
+    """The rows of the batch-at-once path, or None where the batch took the general path."""
+    import pyarrow as pa
 
-    prefix, suffix = special_token_layout(tok)
-    encs = clear_truncation_and_padding(tok).encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
-    table = one_window_table(encs, labels, list(range(len(sentences))), prefix, suffix,
-                             max_length - len(prefix) - len(suffix), label_all_tokens, continuation_label_map(NER))
-    return None if table is None else table.to_pydict()
+    out = windows_for(tok, sentences, labels, max_length=max_length, label_all_tokens=label_all_tokens,
+                      as_table=True)
+    return out.to_pydict() if isinstance(out, pa.Table) else None
 
 
 @pytest.mark.parametrize("label_all_tokens", [False, True])
