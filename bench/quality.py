@@ -68,7 +68,9 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
     else:
         # one output folder per variant, seed, epochs and setting: no run overwrites another's export
         tag = f"{variant}_q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
-        cfg.update(precision="no", tag=tag, full_eval=True,
+        if args.precision != "no":
+            tag += f"_{args.precision}"
+        cfg.update(precision=args.precision, tag=tag, full_eval=True,
                    context_size=args.context_size if variant == "ours_context" else 0)
         if variant == "ours_context":
             cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
@@ -83,15 +85,17 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
             if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
             "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
             "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
-            "settings": None if variant == "notebook" else dict(TUNED, **args.set), "machine": args.machine}
+            "settings": None if variant == "notebook" else dict(TUNED, **args.set), "machine": args.machine,
+            "precision": "no" if variant == "notebook" else args.precision}
 
 
 def run_key(r: dict) -> tuple:
-    return r["variant"], r["epochs"], r["seed"], r.get("max_steps"), json.dumps(r["settings"], sort_keys=True)
+    return (r["variant"], r["epochs"], r["seed"], r.get("max_steps"), json.dumps(r["settings"], sort_keys=True),
+            r.get("precision", "no"))
 
 
-def at_recipe(r: dict) -> bool:
-    return r["settings"] is None or r["settings"] == TUNED
+def at_recipe(r: dict, precision: str = "no") -> bool:
+    return (r["settings"] is None or r["settings"] == TUNED) and r.get("precision", "no") == precision
 
 
 def changed(settings: dict) -> str:
@@ -132,6 +136,17 @@ def summarise(all_runs: list[dict]) -> dict:
             out.update(block)
         else:
             out[f"epochs_{epochs}"] = block
+    # bf16 autocast training (issue 5: its F1 at equal budget must not fall below fp32's by more than
+    # seed noise): kept apart from the fp32 figures, per epochs, under "bf16"
+    bf16 = {}
+    for epochs in sorted({r["epochs"] for r in all_runs}):
+        for v in VARIANTS[1:]:
+            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
+                    and at_recipe(r, "bf16")]
+            if runs:
+                bf16.setdefault(f"epochs_{epochs}", {})[v] = dict(aggregate(runs), settings=TUNED, precision="bf16")
+    if bf16:
+        out["bf16"] = bf16
     out["settings_selection"] = selection(all_runs)
     return out
 
@@ -142,7 +157,8 @@ def selection(all_runs: list[dict]) -> dict:
     (a one-seed screen can rule a setting out, not choose it)."""
     groups: dict[str, list[dict]] = {}
     for r in all_runs:
-        if r["variant"] == "ours_no_context" and r["epochs"] == 1 and not r.get("max_steps") and r.get("validation_f1"):
+        if (r["variant"] == "ours_no_context" and r["epochs"] == 1 and not r.get("max_steps") and r.get("validation_f1")
+                and r.get("precision", "no") == "no"):
             groups.setdefault(json.dumps(r["settings"], sort_keys=True), []).append(r)
     tried = []
     for key, runs in groups.items():
@@ -165,6 +181,8 @@ def markdown(q: dict) -> str:
              "|---|---|---|---|---|---|"]
     blocks = [(1, {v: q[v] for v in VARIANTS if v in q})]
     blocks += [(int(k.split("_")[1]), v) for k, v in q.items() if k.startswith("epochs_")]
+    blocks += [(int(k.split("_")[1]), {f"{v} (bf16 autocast)": agg for v, agg in block.items()})
+               for k, block in q.get("bf16", {}).items()]
     for epochs, block in blocks:
         for v, agg in block.items():
             f1 = f"{100 * agg['f1_mean']:.2f}" + (f" ± {100 * agg['f1_std']:.2f}" if agg["f1_std"] is not None else "")
@@ -236,6 +254,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
                    help=f"ours_* variants: a setting other than the loop's default ({', '.join(TUNED)})")
     p.add_argument("--learning-rate", type=float, default=None, help="same as --set learning_rate=LR")
+    p.add_argument("--precision", choices=["no", "bf16"], default="no",
+                   help="ours_* variants: accelerate's mixed precision (bf16 = autocast); the notebook always fp32")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))

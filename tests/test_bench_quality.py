@@ -103,3 +103,14 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     assert quality.bench.recipe_args(s) == ["--learning_rate", "0.0002", "--warmup_ratio", str(TrainingConfig.warmup_ratio),
                                             "--lr_scheduler_type", "linear", "--tagging_scheme", "iob1",
                                             "--label_all_tokens", "False"]
+
+
+def test_bf16_runs_are_kept_apart_from_the_fp32_figures(quality):
+    fp32 = [run(quality, seed=s, test=0.85) for s in range(2)]
+    bf16 = [dict(run(quality, seed=s, test=0.80 + 0.01 * s), precision="bf16") for s in range(2)]
+    q = quality.summarise(fp32 + bf16)
+    assert q["ours_no_context"]["f1_mean"] == pytest.approx(0.85)  # bf16 runs do not count there
+    assert q["bf16"]["epochs_1"]["ours_no_context"]["f1_mean"] == pytest.approx(0.805)
+    assert [t["n_seeds"] for t in quality.selection(fp32 + bf16)["tried"]] == [2]  # nor in the selection
+    assert quality.run_key(fp32[0]) != quality.run_key(bf16[0])
+    assert "ours_no_context (bf16 autocast)" in quality.markdown(dict(q, updated="t", machine={}))

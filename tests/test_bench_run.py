@@ -57,3 +57,32 @@ def test_inference_ratio_is_per_word_when_the_pipeline_saw_a_sample(bench):
     assert R["summary"]["inference_speedup_vs_pipeline"] == 4.0
     assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
 
+
+
+def scale(epochs=None):
+    sc = {f"{k}x": {"ours_cold": {"work_s": 1.0 * k, "rows": 810}} for k in (1, 2, 4)}
+    for k, t in zip((1, 2, 4), epochs or ()):
+        sc[f"{k}x"]["epoch_ours_fp32"] = {"train_time_s": t}
+    return sc
+
+
+TRAIN = {k: {"sentences_per_s": v} for k, v in
+         (("notebook", 10.0), ("dynamic_padding", 30.0), ("ours_fp32", 50.0), ("ours_bf16", 80.0))}
+
+
+def test_measured_epoch_times_replace_the_estimate(bench):
+    R = {"scale": scale([100.0, 210.0, 400.0]), "train": TRAIN}
+    bench.summarize(R, {}, quick=False)
+    S = R["summary"]
+    assert S["scale_epoch_ours_fp32_s"] == {"1x": 100.0, "2x": 210.0, "4x": 400.0}
+    assert S["scale_epoch_ours_fp32_ratio_4x_over_1x"] == 4.0
+    assert 95 < S["scale_epoch_ours_fp32_fit"]["slope_s_per_1x"] < 105
+    assert S["scale_epoch_method"].startswith("measured") and "scale_epoch_ours_fp32_estimated_s" not in S
+
+
+def test_without_measured_epochs_the_estimate_says_so(bench):
+    R = {"scale": scale(), "train": TRAIN}
+    bench.summarize(R, {}, quick=True)
+    S = R["summary"]
+    assert S["scale_epoch_ours_fp32_estimated_s"]["1x"] == pytest.approx(816 / 50.0, abs=0.05)  # ceil(810/16) steps of 16
+    assert S["scale_epoch_method"].startswith("ESTIMATE") and "scale_epoch_ours_fp32_s" not in S
