@@ -148,16 +148,22 @@ def summarise(all_runs: list[dict]) -> dict:
     if bf16:
         out["bf16"] = bf16
     out["settings_selection"] = selection(all_runs)
+    # the same comparison at a longer budget, where a setting was tried there too (e.g. 3 epochs, the
+    # budget configs/minilm-cpu.yaml trains for)
+    for epochs in sorted({r["epochs"] for r in all_runs} - {1}):
+        sel = selection(all_runs, epochs)
+        if len(sel["tried"]) > 1:
+            out[f"settings_selection_epochs_{epochs}"] = sel
     return out
 
 
-def selection(all_runs: list[dict]) -> dict:
-    """ours_no_context at 1 epoch, grouped by the settings trained with: validation F1 mean/std over
+def selection(all_runs: list[dict], epochs: int = 1) -> dict:
+    """ours_no_context at `epochs` epochs (fp32), grouped by the settings trained with: validation F1 mean/std over
     seeds. The best validation mean among the settings run on the most seeds is the validation choice
     (a one-seed screen can rule a setting out, not choose it)."""
     groups: dict[str, list[dict]] = {}
     for r in all_runs:
-        if (r["variant"] == "ours_no_context" and r["epochs"] == 1 and not r.get("max_steps") and r.get("validation_f1")
+        if (r["variant"] == "ours_no_context" and r["epochs"] == epochs and not r.get("max_steps") and r.get("validation_f1")
                 and r.get("precision", "no") == "no"):
             groups.setdefault(json.dumps(r["settings"], sort_keys=True), []).append(r)
     tried = []
@@ -169,7 +175,7 @@ def selection(all_runs: list[dict]) -> dict:
     tried.sort(key=lambda t: -t["validation_f1_mean"])
     most = max((t["n_seeds"] for t in tried), default=0)
     best = next((t for t in tried if t["n_seeds"] == most), None)
-    return {"tried": tried, "validation_best": best and best["settings"], "recipe": TUNED,
+    return {"epochs": epochs, "tried": tried, "validation_best": best and best["settings"], "recipe": TUNED,
             "recipe_is_validation_best": best is not None and best["settings"] == TUNED}
 
 
@@ -202,11 +208,13 @@ def markdown(q: dict) -> str:
                   "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s); unmarked runs predate the per-run "
                   "machine record, and their times match the AVX2-only machine (~60 GFLOP/s fp32) of earlier "
                   "sessions. Compare times only within one kind."]
-    sel = q.get("settings_selection")
-    if sel and sel["tried"]:
-        best = changed(sel["validation_best"])
-        lines += ["", "Settings selection: ours_no_context, 1 epoch, **validation** F1 only, best first. The recipe "
-                      f"({RECIPE.relative_to(ROOT)}): " +
+    sels = [q.get("settings_selection")] + [v for k, v in q.items() if k.startswith("settings_selection_epochs_")]
+    for sel in sels:
+        if not (sel and sel["tried"]):
+            continue
+        best, n = changed(sel["validation_best"]), sel.get("epochs", 1)
+        lines += ["", f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "
+                      f"best first. The recipe ({RECIPE.relative_to(ROOT)}): " +
                   ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
                   f"settings run on the most seeds): {best}" +
                   ("." if sel["recipe_is_validation_best"] else "; the recipe does **not** have it yet."), "",

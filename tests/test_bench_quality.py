@@ -114,3 +114,17 @@ def test_bf16_runs_are_kept_apart_from_the_fp32_figures(quality):
     assert [t["n_seeds"] for t in quality.selection(fp32 + bf16)["tried"]] == [2]  # nor in the selection
     assert quality.run_key(fp32[0]) != quality.run_key(bf16[0])
     assert "ours_no_context (bf16 autocast)" in quality.markdown(dict(q, updated="t", machine={}))
+
+
+def test_a_longer_budget_gets_its_own_selection(quality):
+    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [run(quality, seed=s, val=0.89, tagging_scheme="iob1")
+                                                                   for s in range(2)]
+    runs += [run(quality, seed=s, epochs=3, val=0.91) for s in range(2)]
+    runs += [run(quality, seed=s, epochs=3, val=0.90, tagging_scheme="iob1") for s in range(2)]
+    q = quality.summarise(runs)
+    assert not q["settings_selection"]["recipe_is_validation_best"]  # 1 epoch: iob1 ahead
+    sel3 = q["settings_selection_epochs_3"]
+    assert sel3["epochs"] == 3 and sel3["recipe_is_validation_best"]  # 3 epochs: the recipe ahead
+    md = quality.markdown(dict(q, updated="t", machine={}))
+    assert "ours_no_context, 1 epoch," in md and "ours_no_context, 3 epochs," in md
+    assert "settings_selection_epochs_3" not in quality.summarise(runs[:4])  # nothing tried at 3 epochs
