@@ -51,6 +51,15 @@ import run as bench  # noqa: E402  (bench/run.py: subprocess children and the ma
 
 RECIPE = bench.RECIPE
 TUNED = bench.recipe_settings()
+
+
+def recipe_epochs(path: Path = RECIPE) -> int:
+    """The epochs the recipe trains for: the budget at which a setting is finally judged."""
+    from nerforge.config import load_saved
+
+    return int(load_saved(path).training.num_train_epochs)
+
+
 # What runs recorded before settings were recorded trained with (the defaults of that time).
 LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
           "label_all_tokens": False}
@@ -148,6 +157,7 @@ def summarise(all_runs: list[dict]) -> dict:
     if bf16:
         out["bf16"] = bf16
     out["settings_selection"] = selection(all_runs)
+    out["recipe_epochs"] = recipe_epochs()
     # the same comparison at a longer budget, where a setting was tried there too (e.g. 3 epochs, the
     # budget configs/minilm-cpu.yaml trains for)
     for epochs in sorted({r["epochs"] for r in all_runs} - {1}):
@@ -213,8 +223,10 @@ def markdown(q: dict) -> str:
         if not (sel and sel["tried"]):
             continue
         best, n = changed(sel["validation_best"]), sel.get("epochs", 1)
+        budget = (f" This is the recipe's own budget ({n} epochs): where a setting was run here on as many seeds, "
+                  "this table decides, and the shorter budget only screens." if n == q.get("recipe_epochs") else "")
         lines += ["", f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "
-                      f"best first. The recipe ({RECIPE.relative_to(ROOT)}): " +
+                      f"best first.{budget} The recipe ({RECIPE.relative_to(ROOT)}): " +
                   ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
                   f"settings run on the most seeds): {best}" +
                   ("." if sel["recipe_is_validation_best"] else "; the recipe does **not** have it yet."), "",

@@ -127,4 +127,13 @@ def test_a_longer_budget_gets_its_own_selection(quality):
     assert sel3["epochs"] == 3 and sel3["recipe_is_validation_best"]  # 3 epochs: the recipe ahead
     md = quality.markdown(dict(q, updated="t", machine={}))
     assert "ours_no_context, 1 epoch," in md and "ours_no_context, 3 epochs," in md
+    # which budget decides comes from the recipe's own epochs (configs/minilm-cpu.yaml)
+    assert q["recipe_epochs"] == quality.recipe_epochs()
+    assert md.count("recipe's own budget") == (q["recipe_epochs"] in (1, 3))
     assert "settings_selection_epochs_3" not in quality.summarise(runs[:4])  # nothing tried at 3 epochs
+
+
+def test_recipe_epochs_read_the_config(quality, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("model: {model_name_or_path: m}\ntraining: {num_train_epochs: 5}\n")
+    assert quality.recipe_epochs(path) == 5
