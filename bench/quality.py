@@ -164,7 +164,22 @@ def summarise(all_runs: list[dict]) -> dict:
         sel = selection(all_runs, epochs)
         if len(sel["tried"]) > 1:
             out[f"settings_selection_epochs_{epochs}"] = sel
+    out["settings_choice"] = choice(out)
     return out
+
+
+def choice(q: dict) -> dict:
+    """The validation choice that counts: at the recipe's own epochs for a setting run there on as many
+    seeds as the shorter budget's choice, otherwise the 1-epoch screen's."""
+    short = q["settings_selection"]
+    own = q.get(f"settings_selection_epochs_{q['recipe_epochs']}", short)
+    decides = own
+    if own is not short and short["validation_best"] is not None:
+        mine = [t for t in own["tried"] if t["settings"] == short["validation_best"]]
+        if not mine or mine[0]["n_seeds"] < max(t["n_seeds"] for t in own["tried"]):
+            decides = short  # the shorter budget's choice was not run at the recipe's budget yet
+    return {"epochs": decides["epochs"], "validation_best": decides["validation_best"],
+            "recipe_is_validation_best": decides["recipe_is_validation_best"]}
 
 
 def selection(all_runs: list[dict], epochs: int = 1) -> dict:
@@ -229,7 +244,10 @@ def markdown(q: dict) -> str:
                       f"best first.{budget} The recipe ({RECIPE.relative_to(ROOT)}): " +
                   ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
                   f"settings run on the most seeds): {best}" +
-                  ("." if sel["recipe_is_validation_best"] else "; the recipe does **not** have it yet."), "",
+                  ("." if sel["recipe_is_validation_best"] else
+                   f"; decided at {q['settings_choice']['epochs']} epochs, below." if q.get("settings_choice", {})
+                   .get("epochs", sel.get("epochs", 1)) != sel.get("epochs", 1)
+                   else "; the recipe does **not** have it yet."), "",
                   "| settings (changes from the recipe) | seeds | validation F1 (%) |", "|---|---|---|"]
         for t in sel["tried"]:
             f1 = f"{100 * t['validation_f1_mean']:.2f}" + (f" ± {100 * t['validation_f1_std']:.2f}"

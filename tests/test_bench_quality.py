@@ -137,3 +137,20 @@ def test_recipe_epochs_read_the_config(quality, tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model: {model_name_or_path: m}\ntraining: {num_train_epochs: 5}\n")
     assert quality.recipe_epochs(path) == 5
+
+
+def test_the_recipe_budget_decides_once_the_screens_winner_ran_there(quality, monkeypatch):
+    monkeypatch.setattr(quality, "recipe_epochs", lambda: 3)
+    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [run(quality, seed=s, val=0.89, tagging_scheme="iob1")
+                                                                   for s in range(2)]
+    q = quality.summarise(runs + [run(quality, seed=0, epochs=3, val=0.91)])
+    assert q["settings_choice"] == {"epochs": 1, "validation_best": dict(quality.TUNED, tagging_scheme="iob1"),
+                                    "recipe_is_validation_best": False}  # not run at 3 epochs yet
+    md = quality.markdown(dict(q, updated="t", machine={}))
+    assert "the recipe does **not** have it yet" in md
+    runs += [run(quality, seed=s, epochs=3, val=0.91) for s in range(2)]
+    runs += [run(quality, seed=s, epochs=3, val=0.90, tagging_scheme="iob1") for s in range(2)]
+    q = quality.summarise(runs)
+    assert q["settings_choice"] == {"epochs": 3, "validation_best": quality.TUNED, "recipe_is_validation_best": True}
+    md = quality.markdown(dict(q, updated="t", machine={}))
+    assert "decided at 3 epochs, below" in md and "does **not** have it yet" not in md
