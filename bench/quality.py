@@ -134,38 +134,41 @@ def aggregate(runs: list[dict]) -> dict:
 def summarise(all_runs: list[dict]) -> dict:
     out: dict = {"updated": datetime.datetime.now().isoformat(timespec="seconds"), "machine": bench.machine(),
                  "all_runs": all_runs}
-    for epochs in sorted({r["epochs"] for r in all_runs}):
-        block = {}
-        for v in VARIANTS:
-            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
-                    and at_recipe(r)]
-            if runs:
-                block[v] = dict(aggregate(runs), settings=None if v == "notebook" else TUNED)
+    budgets = sorted({r["epochs"] for r in all_runs})
+    for epochs in budgets:
+        block = recipe_block(all_runs, epochs, "no")
         if epochs == 1:
             out.update(block)
         else:
             out[f"epochs_{epochs}"] = block
     # bf16 autocast training (issue 5: its F1 at equal budget must not fall below fp32's by more than
     # seed noise): kept apart from the fp32 figures, per epochs, under "bf16"
-    bf16 = {}
-    for epochs in sorted({r["epochs"] for r in all_runs}):
-        for v in VARIANTS[1:]:
-            runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
-                    and at_recipe(r, "bf16")]
-            if runs:
-                bf16.setdefault(f"epochs_{epochs}", {})[v] = dict(aggregate(runs), settings=TUNED, precision="bf16")
+    bf16 = {f"epochs_{epochs}": block for epochs in budgets if (block := recipe_block(all_runs, epochs, "bf16"))}
     if bf16:
         out["bf16"] = bf16
     out["settings_selection"] = selection(all_runs)
     out["recipe_epochs"] = recipe_epochs()
     # the same comparison at a longer budget, where a setting was tried there too (e.g. 3 epochs, the
     # budget configs/minilm-cpu.yaml trains for)
-    for epochs in sorted({r["epochs"] for r in all_runs} - {1}):
+    for epochs in [e for e in budgets if e != 1]:
         sel = selection(all_runs, epochs)
         if len(sel["tried"]) > 1:
             out[f"settings_selection_epochs_{epochs}"] = sel
     out["settings_choice"] = choice(out)
     return out
+
+
+def recipe_block(all_runs: list[dict], epochs: int, precision: str) -> dict:
+    """Each variant's aggregate over its runs at the recipe's settings, `epochs` epochs and `precision`
+    (smoke runs left out; the notebook trains in fp32 only)."""
+    block = {}
+    for v in VARIANTS:
+        runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
+                and at_recipe(r, precision)]
+        if runs:
+            block[v] = dict(aggregate(runs), settings=None if v == "notebook" else TUNED,
+                            **({"precision": precision} if precision != "no" else {}))
+    return block
 
 
 def choice(q: dict) -> dict:
@@ -237,17 +240,16 @@ def markdown(q: dict) -> str:
     for sel in sels:
         if not (sel and sel["tried"]):
             continue
-        best, n = changed(sel["validation_best"]), sel.get("epochs", 1)
+        best, n = changed(sel["validation_best"]), sel["epochs"]
+        decided_at = q.get("settings_choice", {}).get("epochs", n)
+        verdict = ("." if sel["recipe_is_validation_best"] else f"; decided at {decided_at} epochs, below."
+                   if decided_at != n else "; the recipe does **not** have it yet.")
         budget = (f" This is the recipe's own budget ({n} epochs): where a setting was run here on as many seeds, "
                   "this table decides, and the shorter budget only screens." if n == q.get("recipe_epochs") else "")
         lines += ["", f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "
                       f"best first.{budget} The recipe ({RECIPE.relative_to(ROOT)}): " +
                   ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
-                  f"settings run on the most seeds): {best}" +
-                  ("." if sel["recipe_is_validation_best"] else
-                   f"; decided at {q['settings_choice']['epochs']} epochs, below." if q.get("settings_choice", {})
-                   .get("epochs", sel.get("epochs", 1)) != sel.get("epochs", 1)
-                   else "; the recipe does **not** have it yet."), "",
+                  f"settings run on the most seeds): {best}{verdict}", "",
                   "| settings (changes from the recipe) | seeds | validation F1 (%) |", "|---|---|---|"]
         for t in sel["tried"]:
             f1 = f"{100 * t['validation_f1_mean']:.2f}" + (f" ± {100 * t['validation_f1_std']:.2f}"

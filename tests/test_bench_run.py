@@ -58,7 +58,6 @@ def test_inference_ratio_is_per_word_when_the_pipeline_saw_a_sample(bench):
     assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
 
 
-
 def scale(epochs=None):
     sc = {f"{k}x": {"ours_cold": {"work_s": 1.0 * k, "rows": 810}} for k in (1, 2, 4)}
     for k, t in zip((1, 2, 4), epochs or ()):
