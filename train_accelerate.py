@@ -28,7 +28,8 @@ from transformers import get_scheduler
 
 from nerforge import export, saving
 from nerforge.config import ConfigError, RunConfig, parse_config
-from nerforge.features import LengthGroupedBatchSampler, assemble_predictions, build_features, collate
+from nerforge.features import (LengthGroupedBatchSampler, assemble_predictions, build_features, collate,
+                               pad_multiple)
 from nerforge.metric import score
 from nerforge.modeling import build_tiny_bert, load_model_and_tokenizer, param_groups
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                       label_names=label_names, num_proc=d.preprocessing_num_workers)
                  for name, split in raw.items()}
 
-    pad = partial(collate, pad_id=tokenizer.pad_token_id)
+    pad = partial(collate, pad_id=tokenizer.pad_token_id, multiple_of=pad_multiple(accelerator.device.type))
     sampler = LengthGroupedBatchSampler(feats["train"]["length"], t.per_device_train_batch_size, seed=t.seed)
     # Each loader has its own generator: starting an iterator then draws no number from the global
     # RNG, whose stream (dropout) must be the same in a resumed run as in an uninterrupted one.

@@ -420,8 +420,15 @@ class LengthGroupedBatchSampler:
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
-def collate(rows: list[dict], pad_id: int, multiple_of: int = 8):
-    """Pad a batch to its longest row (rounded up to `multiple_of`, which tensor cores like)."""
+def pad_multiple(device_type: str) -> int:
+    """What to round a batch's width up to: 8 on CUDA, whose tensor cores like it; 1 (no rounding)
+    elsewhere. On a CPU the rounding is pure extra work: MiniLM training steps at batch 16 took 1.12x
+    as long in fp32 and 1.08x in bf16 with widths rounded to 8 (same batches, interleaved A/B)."""
+    return 8 if device_type == "cuda" else 1
+
+
+def collate(rows: list[dict], pad_id: int, multiple_of: int = 1):
+    """Pad a batch to its longest row, rounded up to `multiple_of` (see `pad_multiple`)."""
     import torch
 
     longest = max(len(r["input_ids"]) for r in rows)

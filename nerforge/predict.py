@@ -37,7 +37,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
-from nerforge.features import assemble_predictions, collate, tokenize_and_window
+from nerforge.features import assemble_predictions, collate, pad_multiple, tokenize_and_window
 from nerforge.metric import entity_type, prefix_bare_labels, score
 
 __all__ = ["Predictor", "entities_from_tags", "split_words", "WORD_RE", "MAX_LENGTH_CAP", "main"]
@@ -259,7 +259,7 @@ class Predictor:
             for b in range(0, len(order), self.batch_size):
                 rows = [{key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
                         for k in order[b : b + self.batch_size]]
-                batch = collate(rows, pad_id=pad)
+                batch = collate(rows, pad_id=pad, multiple_of=pad_multiple(self.device.type))
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits.float()
                 pred = logits.argmax(-1)

@@ -8,6 +8,7 @@ from nerforge.features import (
     LengthGroupedBatchSampler,
     assemble_predictions,
     collate,
+    pad_multiple,
     continuation_label_map,
     make_windows,
     pack_sentences,
@@ -107,14 +108,20 @@ def test_length_grouped_batches_cover_everything_and_are_reproducible():
     assert spread < 30
 
 
-def test_collate_pads_to_a_multiple_of_eight():
+def test_collate_pads_to_the_longest_row_rounded_only_when_asked():
     rows = [{"input_ids": [2, 5, 3], "labels": [IGNORE, 1, IGNORE], "word_index": [-1, 0, -1], "example_id": 4},
             {"input_ids": [2] * 9, "labels": [0] * 9, "word_index": [0] * 9, "example_id": 7}]
-    b = collate(rows, pad_id=0)
+    assert collate(rows, pad_id=0)["input_ids"].shape == (2, 9)
+    b = collate(rows, pad_id=0, multiple_of=8)
     assert b["input_ids"].shape == (2, 16)
     assert b["attention_mask"][0].tolist() == [1, 1, 1] + [0] * 13
     assert b["labels"][0, 3:].eq(IGNORE).all() and b["word_index"][0, 3:].eq(-1).all()
     assert b["example_id"].tolist() == [4, 7]
+
+
+def test_pad_multiple_rounds_for_cuda_only():
+    assert pad_multiple("cuda") == 8
+    assert pad_multiple("cpu") == 1 and pad_multiple("mps") == 1
 
 
 def test_assemble_refuses_lost_or_duplicated_words():
