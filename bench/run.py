@@ -114,6 +114,19 @@ def child_gemm(cfg: dict) -> dict:
                            "ratio": round(3 * fwd / analytic, 4)}}
 
 
+def best_gemm(runs: list[dict]) -> dict:
+    """The matrix-multiply peak from several measurements of the same run: the best rate per size,
+    then the best size. Interference only slows a GEMM down, so the highest rate is the closest to
+    what the machine can do, and the highest peak gives the lowest (most conservative) MFU."""
+    g = dict(runs[0])
+    for key in ("gemm_gflops_fp32", "gemm_gflops_bf16"):
+        g[key] = {n: max(r[key][n] for r in runs) for n in runs[0][key]}
+    g["peak_fp32_gflops"] = max(g["gemm_gflops_fp32"].values())
+    g["peak_bf16_gflops"] = max(g["gemm_gflops_bf16"].values())
+    g["peak_measurements"] = [{"fp32": r["peak_fp32_gflops"], "bf16": r["peak_bf16_gflops"]} for r in runs]
+    return g
+
+
 def child_prep_notebook(cfg: dict) -> dict:
     t0 = time.perf_counter()
     from transformers import AutoTokenizer
@@ -513,7 +526,8 @@ def main_parent(args) -> int:
         g = {}
         if want("gemm") or want("train"):
             log("== matrix-multiply peak and FLOP count check")
-            g = run_child("gemm", dict(base, gemm_seconds=1.0 if quick else 2.0, native_bf16=native_bf16), th, log)
+            gemm_cfg = dict(base, gemm_seconds=1.0 if quick else 2.0, native_bf16=native_bf16)
+            g = run_child("gemm", gemm_cfg, th, log)
             R["gemm"] = g
         if want("prep"):
             log("== 1. data preparation (train split, raw files -> tokenized, aligned)")
@@ -533,6 +547,10 @@ def main_parent(args) -> int:
                   "ours_bf16": run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16, tag="tp",
                                                             dataset_path=str(ds_dir)), th, log)}
             R["train"] = tr
+            if "error" not in g:  # the peak once more, right after the timed steps (best of both is kept)
+                again = run_child("gemm", gemm_cfg, th, log)
+                if "error" not in again:
+                    g = R["gemm"] = best_gemm([g, again])
             log("== cost of document context (64 pieces each side): per sentence vs packed into windows")
             R["context"] = {
                 "per_sentence": run_child("train_ours", dict(base, precision="no", steps=steps, tag="ctx",
@@ -739,7 +757,9 @@ def write_markdown(R: dict) -> None:
          f"- model `{R['model']}`, data `{R['data_dir']}`, batch {R['batch_size']}, seed {R['seed']}; each "
          "measurement in its own subprocess (peak RSS = ru_maxrss of that subprocess tree)", ""]
     if g and "peak_fp32_gflops" in g:
-        L += [f"Matrix-multiply peak measured in this run: fp32 {g['peak_fp32_gflops']} GFLOP/s "
+        twice = (" (best of the measurements before and after the training runs: fp32 "
+                 + " / ".join(str(m["fp32"]) for m in g["peak_measurements"]) + ")") if "peak_measurements" in g else ""
+        L += [f"Matrix-multiply peak measured in this run{twice}: fp32 {g['peak_fp32_gflops']} GFLOP/s "
               f"(sizes {g['gemm_gflops_fp32']}), bf16 {g['peak_bf16_gflops']} GFLOP/s (sizes {g['gemm_gflops_bf16']}). "
               f"FLOP-count check: FlopCounterMode fwd x3 / analytic = {g['flop_check']['ratio']}.", ""]
     if pr:

@@ -85,3 +85,15 @@ def test_without_measured_epochs_the_estimate_says_so(bench):
     S = R["summary"]
     assert S["scale_epoch_ours_fp32_estimated_s"]["1x"] == pytest.approx(816 / 50.0, abs=0.05)  # ceil(810/16) steps of 16
     assert S["scale_epoch_method"].startswith("ESTIMATE") and "scale_epoch_ours_fp32_s" not in S
+
+
+def test_the_gemm_peak_is_the_best_rate_per_size_over_the_measurements(bench):
+    first = {"gemm_gflops_fp32": {"512": 94.0, "1024": 173.0}, "gemm_gflops_bf16": {"512": 388.0, "1024": 385.0},
+             "peak_fp32_gflops": 173.0, "peak_bf16_gflops": 388.0, "hidden": 384}
+    second = {"gemm_gflops_fp32": {"512": 120.0, "1024": 160.0}, "gemm_gflops_bf16": {"512": 380.0, "1024": 401.0},
+              "peak_fp32_gflops": 160.0, "peak_bf16_gflops": 401.0, "hidden": 384}
+    g = bench.best_gemm([first, second])
+    assert g["gemm_gflops_fp32"] == {"512": 120.0, "1024": 173.0}
+    assert (g["peak_fp32_gflops"], g["peak_bf16_gflops"]) == (173.0, 401.0)
+    assert g["peak_measurements"] == [{"fp32": 173.0, "bf16": 388.0}, {"fp32": 160.0, "bf16": 401.0}]
+    assert g["hidden"] == 384 and first["peak_bf16_gflops"] == 388.0  # the inputs are left as they were
