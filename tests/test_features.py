@@ -8,10 +8,10 @@ from nerforge.features import (
     LengthGroupedBatchSampler,
     assemble_predictions,
     collate,
-    pad_multiple,
     continuation_label_map,
     make_windows,
     pack_sentences,
+    pad_multiple,
     split_into_cores,
     tokenize_and_window,
 )
