@@ -242,8 +242,12 @@ def markdown(q: dict) -> str:
             continue
         best, n = changed(sel["validation_best"]), sel["epochs"]
         decided_at = q.get("settings_choice", {}).get("epochs", n)
-        verdict = ("." if sel["recipe_is_validation_best"] else f"; decided at {decided_at} epochs, below."
-                   if decided_at != n else "; the recipe does **not** have it yet.")
+        if sel["recipe_is_validation_best"]:
+            verdict = "."
+        elif decided_at != n:
+            verdict = f"; decided at {decided_at} epochs, below."
+        else:
+            verdict = "; the recipe does **not** have it yet."
         budget = (f" This is the recipe's own budget ({n} epochs): where a setting was run here on as many seeds, "
                   "this table decides, and the shorter budget only screens." if n == q.get("recipe_epochs") else "")
         lines += ["", f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "

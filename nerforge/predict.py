@@ -251,6 +251,7 @@ class Predictor:
         # Sorted by length (stable, shortest first, like the training loop's `.sort("length")`): little padding.
         order = sorted(range(len(feats["length"])), key=lambda k: feats["length"][k])
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        multiple_of = pad_multiple(self.device.type)
         pred_rows, prob_rows, index_rows, word_rows, example_rows = [], [], [], [], []
         autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16
                     else nullcontext())
@@ -259,7 +260,7 @@ class Predictor:
             for b in range(0, len(order), self.batch_size):
                 rows = [{key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
                         for k in order[b : b + self.batch_size]]
-                batch = collate(rows, pad_id=pad, multiple_of=pad_multiple(self.device.type))
+                batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
                 logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device)).logits.float()
                 pred = logits.argmax(-1)
