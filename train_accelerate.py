@@ -31,7 +31,7 @@ from nerforge.config import ConfigError, RunConfig, parse_config
 from nerforge.features import (LengthGroupedBatchSampler, assemble_predictions, build_features, collate,
                                pad_multiple)
 from nerforge.metric import score
-from nerforge.modeling import build_tiny_bert, load_model_and_tokenizer, param_groups
+from nerforge.modeling import build_optimizers, build_tiny_bert, clip_grad_norm, load_model_and_tokenizer
 
 STATE_FILE = "trainer_state.json"
 
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
               f"on CPU set ACCELERATE_USE_CPU=1", file=sys.stderr)
         return 2
+    if t.sparse_embedding_updates and accelerator.num_processes > 1:
+        print("error: sparse_embedding_updates is implemented for a single process only; set it to false "
+              f"for this {accelerator.num_processes}-process run", file=sys.stderr)
+        return 2
     main_proc = accelerator.is_main_process
     log = accelerator.print
     set_seed(t.seed)
@@ -173,21 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     eval_dls = {split: eval_loader(split) for split in ("validation", "test") if split in feats}
 
     # ------------------------------------------------------------------ optimizer and schedule
-    try:
-        optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.learning_rate, fused=True)
-    except (RuntimeError, TypeError):  # fused needs float params on a supported device
-        optimizer = torch.optim.AdamW(param_groups(model, t.weight_decay), lr=t.learning_rate)
-    model, optimizer, train_dl, *eval_list = accelerator.prepare(model, optimizer, train_dl, *eval_dls.values())
-    eval_dls = dict(zip(eval_dls, eval_list))
+    optimizers = build_optimizers(model, t.learning_rate, t.weight_decay, t.sparse_embedding_updates)
+    n = len(optimizers)
+    model, *prepared = accelerator.prepare(model, *optimizers, train_dl, *eval_dls.values())
+    optimizers, train_dl, eval_dls = prepared[:n], prepared[n], dict(zip(eval_dls, prepared[n + 1:]))
     steps_per_epoch = math.ceil(len(train_dl) / t.gradient_accumulation_steps)
     # max_steps 0: no training; the model as loaded is evaluated and exported.
     max_steps = t.max_steps if t.max_steps >= 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
     num_epochs = math.ceil(max_steps / steps_per_epoch)
-    # The scheduler is stepped by us once per optimizer step and not prepared (a prepared scheduler
-    # steps once per process). Its small state goes into trainer_state.json rather than through
-    # register_for_checkpointing, which accelerate reloads with an unrestricted pickle.
-    scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(t.warmup_ratio * max_steps),
-                              num_training_steps=max_steps)
+    # The schedulers (one per optimizer, in step) are stepped by us once per optimizer step and not
+    # prepared (a prepared scheduler steps once per process). Their small state goes into
+    # trainer_state.json rather than through register_for_checkpointing, which accelerate reloads
+    # with an unrestricted pickle.
+    schedulers = [get_scheduler(t.lr_scheduler_type, o, num_warmup_steps=math.ceil(t.warmup_ratio * max_steps),
+                                num_training_steps=max_steps) for o in optimizers]
     eval_every = t.eval_steps or steps_per_epoch
     save_every = t.save_steps or steps_per_epoch
 
@@ -204,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             accelerator.load_state(str(ckpt))  # weights, optimizer, RNG states of every process
             state = json.loads((ckpt / STATE_FILE).read_text())
-            scheduler.load_state_dict(state.pop("scheduler"))
+            saved = state.pop("scheduler")
+            for sch, sd in zip(schedulers, saved if isinstance(saved, list) else [saved], strict=True):
+                sch.load_state_dict(sd)
             log(f"resumed from {ckpt} at step {state['global_step']}")
     start_epoch, done_in_epoch = divmod(state["global_step"], steps_per_epoch)
 
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         accelerator.save_state(str(tmp), safe_serialization=True)
         fault_point("save", state["global_step"])
         if main_proc:
-            export.write_json_atomic(tmp / STATE_FILE, {**state, "scheduler": scheduler.state_dict()})
+            export.write_json_atomic(tmp / STATE_FILE, {**state, "scheduler": [s.state_dict() for s in schedulers]})
             cfg.save(tmp / "training_config.yaml")
             if final.exists():
                 shutil.rmtree(final)
@@ -276,23 +281,28 @@ def main(argv: list[str] | None = None) -> int:
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
                 accelerator.backward(out.loss)
                 fault_point("step", state["global_step"] + 1)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients and t.sparse_embedding_updates:
+                    accelerator.unscale_gradients()  # what clip_grad_norm_ does first (fp16 loss scaling)
+                    clip_grad_norm(model.parameters(), t.max_grad_norm)  # takes the sparse gradient too
+                elif accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
+                for o in optimizers:
+                    o.step()
+                    o.zero_grad()
             running_loss += out.loss.detach()
             running_n += 1
             seen["windows"] += batch["input_ids"].shape[0]
             seen["pieces"] += batch["attention_mask"].sum()
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
+            for sch in schedulers:
+                sch.step()
             state["global_step"] += 1
             step = state["global_step"]
             progress.update(1)
             if step % t.logging_steps == 0 or step == max_steps:
                 loss = accelerator.reduce(running_loss / running_n, "mean").item()
-                lr = scheduler.get_last_lr()[0]
+                lr = schedulers[0].get_last_lr()[0]
                 state["history"].append({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": loss,
                                          "learning_rate": lr})
                 accelerator.log({"train/loss": loss, "train/learning_rate": lr}, step=step)

@@ -64,6 +64,9 @@ def recipe_epochs(path: Path = RECIPE) -> int:
 LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
           "label_all_tokens": False}
 
+# Settings added after runs were recorded, with the value every earlier run trained with.
+ADDED = {"sparse_embedding_updates": False}
+
 RESULTS = HERE / "results" / "quality.json"
 VARIANTS = ("notebook", "ours_no_context", "ours_context")
 
@@ -282,6 +285,9 @@ def load_runs() -> list[dict]:
         if "settings" not in r:
             r["settings"] = None if r["variant"] == "notebook" else dict(LEGACY, learning_rate=r.get("learning_rate", 1e-4))
         r.pop("learning_rate", None)
+        for key, value in ADDED.items():
+            if r["settings"] is not None:
+                r["settings"].setdefault(key, value)
     return runs
 
 

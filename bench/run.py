@@ -476,7 +476,8 @@ def recipe_settings(path: Path = RECIPE) -> dict:
     cfg = load_saved(path)
     return {"learning_rate": cfg.training.learning_rate, "warmup_ratio": cfg.training.warmup_ratio,
             "lr_scheduler_type": cfg.training.lr_scheduler_type, "tagging_scheme": cfg.data.tagging_scheme,
-            "label_all_tokens": cfg.data.label_all_tokens}
+            "label_all_tokens": cfg.data.label_all_tokens,
+            "sparse_embedding_updates": cfg.training.sparse_embedding_updates}
 
 
 def recipe_args(settings: dict | None = None) -> list[str]:
@@ -546,6 +547,13 @@ def main_parent(args) -> int:
                                                             dataset_path=str(ds_dir)), th, log),
                   "ours_bf16": run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16, tag="tp",
                                                             dataset_path=str(ds_dir)), th, log)}
+            # the same two with the word embeddings updated sparsely (a config option, off by default)
+            sparse = ["--sparse_embedding_updates", "true"]
+            tr["ours_fp32_sparse"] = run_child("train_ours", dict(base, precision="no", steps=steps, tag="tp_sparse",
+                                                                  dataset_path=str(ds_dir), extra_args=sparse), th, log)
+            tr["ours_bf16_sparse"] = run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16,
+                                                                  tag="tp_sparse", dataset_path=str(ds_dir),
+                                                                  extra_args=sparse), th, log)
             R["train"] = tr
             if "error" not in g:  # the peak once more, right after the timed steps (best of both is kept)
                 again = run_child("gemm", gemm_cfg, th, log)
@@ -626,6 +634,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         S["train_speedup_vs_dynamic_padding"] = ratio(sps(tr["ours_fp32"]), sps(tr["dynamic_padding"]))
         S["train_speedup_bf16_vs_notebook"] = ratio(sps(tr["ours_bf16"]), sps(tr["notebook"]))
         S["train_speedup_bf16_vs_ours_fp32"] = ratio(sps(tr["ours_bf16"]), sps(tr["ours_fp32"]))
+        if "ours_fp32_sparse" in tr:  # sparse word-embedding updates, against our dense fp32 default
+            S["train_speedup_sparse_embeddings_fp32"] = ratio(sps(tr["ours_fp32_sparse"]), sps(tr["ours_fp32"]))
+            S["train_speedup_sparse_embeddings_bf16_vs_ours_fp32"] = ratio(sps(tr.get("ours_bf16_sparse")),
+                                                                           sps(tr["ours_fp32"]))
     ctx = R.get("context")
     if ctx and tr:
         base_epoch = tr["ours_fp32"].get("epoch_time_s_estimated")
@@ -653,8 +665,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
     feats = (sc.get("1x", {}).get("ours_cold") if sc else None) or (pr.get("ours_cold") if pr else None)
     if tr and g and "params_non_embedding" in g and feats and "pieces" in feats:
         per_piece = feats["sum_len_sq"] / feats["pieces"]
-        for key, prec, peak in (("ours_fp32", "fp32", g["peak_fp32_gflops"]), ("ours_bf16", "bf16", g["peak_bf16_gflops"])):
-            pps = tr[key].get("pieces_per_s")
+        for key, prec, peak in (("ours_fp32", "fp32", g["peak_fp32_gflops"]), ("ours_bf16", "bf16", g["peak_bf16_gflops"]),
+                                ("ours_fp32_sparse", "fp32_sparse_embeddings", g["peak_fp32_gflops"]),
+                                ("ours_bf16_sparse", "bf16_sparse_embeddings", g["peak_bf16_gflops"])):
+            pps = tr.get(key, {}).get("pieces_per_s")
             if pps:
                 gf = model_flops(pps, per_piece, g) / 1e9
                 tr[key]["model_gflops_per_s"] = round(gf, 2)
@@ -721,6 +735,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
     tgt("train fp32 vs dynamic padding", S.get("train_speedup_vs_dynamic_padding"), ">=", 1.5)
     tgt("mfu fp32", S.get("mfu_fp32"), ">=", 0.5)
     tgt("train bf16 vs ours fp32", S.get("train_speedup_bf16_vs_ours_fp32"), ">=", 2)
+    if S.get("mfu_fp32_sparse_embeddings") is not None:  # with the option on (not the default)
+        tgt("mfu fp32, sparse embedding updates", S["mfu_fp32_sparse_embeddings"], ">=", 0.5)
+        tgt("train bf16 + sparse embedding updates vs ours fp32", S.get("train_speedup_sparse_embeddings_bf16_vs_ours_fp32"),
+            ">=", 2)
     tgt("prep cold vs notebook", S.get("prep_speedup_vs_notebook"), ">=", 1)
     tgt("prep warm vs notebook", S.get("prep_warm_speedup_vs_notebook"), ">=", 10)
     tgt("inference vs pipeline", S.get("inference_speedup_vs_pipeline"), ">=", 5)
@@ -777,7 +795,11 @@ def write_markdown(R: dict) -> None:
         for k, lab in (("notebook", "(a) notebook: Trainer, pad to 120"),
                        ("dynamic_padding", "(b) Trainer + DataCollatorForTokenClassification, random batches"),
                        ("ours_fp32", "(c) ours fp32 (length-grouped, fused AdamW)"),
-                       ("ours_bf16", "(d) ours bf16 autocast")):
+                       ("ours_bf16", "(d) ours bf16 autocast"),
+                       ("ours_fp32_sparse", "(c') ours fp32, sparse_embedding_updates"),
+                       ("ours_bf16_sparse", "(d') ours bf16, sparse_embedding_updates")):
+            if k not in tr:
+                continue
             r = tr[k]
             L.append(f"| {lab} | {fmt(r.get('steps'))} | {fmt(r.get('sentences_per_s'))} | {fmt(r.get('pieces_per_s'), 0)} | "
                      f"{fmt(r.get('model_gflops_per_s'))} | {fmt(r.get('peak_rss_mb'), 0)} |")

@@ -59,13 +59,61 @@ def load_model_and_tokenizer(name_or_path: str, label_names: Sequence[str], revi
     return model, tokenizer
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: no weight decay on biases and normalisation weights."""
+def param_groups(model, weight_decay: float, skip=()) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights; parameters in `skip` left out."""
     decay, no_decay = [], []
+    skip_ids = {id(p) for p in skip}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or id(p) in skip_ids:
             continue
         lname = name.lower()
         (no_decay if name.endswith("bias") or "layernorm" in lname or "layer_norm" in lname or "norm." in lname
          else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizers(model, learning_rate: float, weight_decay: float, sparse_embeddings: bool = False) -> list:
+    """AdamW (fused where the device allows it) over the model. With `sparse_embeddings`, the word
+    embeddings get sparse gradients and a SparseAdam of their own: a step then touches only the rows its
+    batch used (lazy Adam, no weight decay on those rows) instead of a dense 30k-row gradient, its
+    clipping and its AdamW pass, the largest per-step costs besides the matrix products on a CPU."""
+    import torch
+
+    embedding = model.get_input_embeddings() if sparse_embeddings else None
+    if embedding is not None:
+        if not isinstance(embedding, torch.nn.Embedding):
+            raise ValueError(f"sparse_embedding_updates: the input embeddings are a {type(embedding).__name__}, "
+                             "not a torch.nn.Embedding")
+        embedding.sparse = True
+    groups = param_groups(model, weight_decay, skip=[embedding.weight] if embedding is not None else ())
+    try:
+        optimizers = [torch.optim.AdamW(groups, lr=learning_rate, fused=True)]
+    except (RuntimeError, TypeError):  # fused needs float params on a supported device
+        optimizers = [torch.optim.AdamW(groups, lr=learning_rate)]
+    if embedding is not None:
+        optimizers.append(torch.optim.SparseAdam([embedding.weight], lr=learning_rate))
+    return optimizers
+
+
+def clip_grad_norm(parameters, max_norm: float):
+    """torch.nn.utils.clip_grad_norm_ for gradients that may be sparse: the total 2-norm over all of
+    them, every gradient scaled by min(1, max_norm / norm). Sparse gradients are coalesced first (in
+    place), so that a row used twice in a batch is summed before it is squared. Returns the norm."""
+    import torch
+
+    dense, sparse_values = [], []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            sparse_values.append(p.grad._values())  # a view: scaling it scales the gradient
+        else:
+            dense.append(p.grad)
+    grads = dense + sparse_values
+    if not grads:
+        return torch.zeros(())
+    total = torch.nn.utils.get_total_norm(grads, 2.0)
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, coef.to(grads[0].device))
+    return total

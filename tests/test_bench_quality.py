@@ -72,12 +72,18 @@ def test_legacy_runs_get_the_settings_of_their_time(quality, tmp_path, monkeypat
     path.write_text(json.dumps({"all_runs": [
         {"variant": "ours_no_context", "seed": 0, "epochs": 1, "f1": 0.8, "learning_rate": 2e-4},
         {"variant": "ours_context", "seed": 0, "epochs": 1, "f1": 0.8},
-        {"variant": "notebook", "seed": 0, "epochs": 1, "f1": 0.7}]}))
+        {"variant": "notebook", "seed": 0, "epochs": 1, "f1": 0.7},
+        {"variant": "ours_no_context", "seed": 1, "epochs": 1, "f1": 0.8,  # recorded before the option existed
+         "settings": dict(quality.LEGACY, learning_rate=2e-4)},
+        {"variant": "ours_no_context", "seed": 2, "epochs": 1, "f1": 0.8,
+         "settings": dict(quality.LEGACY, sparse_embedding_updates=True)}]}))
     monkeypatch.setattr(quality, "RESULTS", path)
     runs = quality.load_runs()
-    assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4)
-    assert runs[1]["settings"] == quality.LEGACY
+    assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, sparse_embedding_updates=False)
+    assert runs[1]["settings"] == dict(quality.LEGACY, sparse_embedding_updates=False)
     assert runs[2]["settings"] is None
+    assert runs[3]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, sparse_embedding_updates=False)
+    assert runs[4]["settings"]["sparse_embedding_updates"] is True
     assert all("learning_rate" not in r for r in runs)
 
 
@@ -95,14 +101,15 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     from nerforge.config import DataConfig, TrainingConfig
 
     assert s == {"learning_rate": 2e-4, "warmup_ratio": TrainingConfig.warmup_ratio, "tagging_scheme": "iob1",
-                 "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "label_all_tokens": DataConfig.label_all_tokens}
+                 "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "label_all_tokens": DataConfig.label_all_tokens,
+                 "sparse_embedding_updates": TrainingConfig.sparse_embedding_updates}
     path.write_text("training: {learning_rat: 2.0e-4}\n")
     with pytest.raises(Exception, match="learning_rat"):
         quality.bench.recipe_settings(path)
     # the flags the quality runs and bench/run.py's equal-budget run pass to the loop
     assert quality.bench.recipe_args(s) == ["--learning_rate", "0.0002", "--warmup_ratio", str(TrainingConfig.warmup_ratio),
                                             "--lr_scheduler_type", "linear", "--tagging_scheme", "iob1",
-                                            "--label_all_tokens", "False"]
+                                            "--label_all_tokens", "False", "--sparse_embedding_updates", "False"]
 
 
 def test_bf16_runs_are_kept_apart_from_the_fp32_figures(quality):

@@ -97,3 +97,24 @@ def test_the_gemm_peak_is_the_best_rate_per_size_over_the_measurements(bench):
     assert (g["peak_fp32_gflops"], g["peak_bf16_gflops"]) == (173.0, 401.0)
     assert g["peak_measurements"] == [{"fp32": 173.0, "bf16": 388.0}, {"fp32": 160.0, "bf16": 401.0}]
     assert g["hidden"] == 384 and first["peak_bf16_gflops"] == 388.0  # the inputs are left as they were
+
+
+def test_sparse_embedding_rows_get_their_own_ratio_mfu_and_targets(bench):
+    g = {"params_non_embedding": 1e6, "num_layers": 2, "hidden": 8, "peak_fp32_gflops": 2.0, "peak_bf16_gflops": 4.0}
+    train = dict(TRAIN, ours_fp32={"sentences_per_s": 50.0, "pieces_per_s": 100.0},
+                 ours_fp32_sparse={"sentences_per_s": 55.0, "pieces_per_s": 110.0},
+                 ours_bf16_sparse={"sentences_per_s": 100.0, "pieces_per_s": 200.0})
+    R = {"train": train, "prep": {"notebook": {}, "ours_cold": {"pieces": 10, "sum_len_sq": 100},
+                                  "ours_warm": {}}}
+    bench.summarize(R, g, quick=True)
+    S, T = R["summary"], R["targets"]
+    assert S["train_speedup_sparse_embeddings_fp32"] == 1.1
+    assert S["train_speedup_sparse_embeddings_bf16_vs_ours_fp32"] == 2.0
+    flops = bench.model_flops(110.0, 10.0, g)  # pieces/s x model FLOPs per piece, E[L^2]/E[L] = 10
+    assert S["mfu_fp32_sparse_embeddings"] == round(flops / 1e9 / 2.0, 4) < 0.5
+    assert T["mfu fp32, sparse embedding updates"]["met"] is False
+    assert T["train bf16 + sparse embedding updates vs ours fp32"]["met"] is True
+    R = {"train": TRAIN}  # runs without the sparse rows: no such keys, no such targets
+    bench.summarize(R, {}, quick=True)
+    assert "train_speedup_sparse_embeddings_fp32" not in R["summary"]
+    assert not any("sparse" in k for k in R["targets"])

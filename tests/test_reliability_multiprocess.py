@@ -140,6 +140,18 @@ def test_two_process_training_completes_and_exports(setup):
     FIGURES["training"] = "torchrun 2 processes, 3 steps: exit 0, checkpoint + export complete"
 
 
+def test_sparse_embedding_updates_refuse_two_processes(setup):
+    tmp, init = setup
+    out = tmp / "sparse2"
+    _, p = launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                   "127.0.0.1", "--master_port", str(free_port()), str(ROOT / "train_accelerate.py"),
+                   "--data_dir", str(tmp / "corpus"), "--output_dir", str(out), "--model_name_or_path", str(init),
+                   "--max_steps", "1", "--sparse_embedding_updates", "true", *COMMON], out, check=False)
+    assert p.returncode != 0 and "sparse_embedding_updates is implemented for a single process" in p.stderr
+    # torchrun itself reports the failed children with a traceback of its own; ours exit with a message
+    assert 'train_accelerate.py", line' not in p.stderr and not (out / "checkpoints").exists()
+
+
 def test_zz_record_multiprocess_figures():
     if not {"torchrun", "training"} <= set(FIGURES):
         pytest.skip("the multi-process tests did not all pass in this session")

@@ -136,6 +136,38 @@ def test_killed_run_resumes_to_identical_weights(corpus, finished_run, tmp_path,
         assert ours[split] == theirs[split]
 
 
+def test_sparse_embedding_updates_train_resume_and_leave_unused_rows_alone(corpus, tmp_path):
+    args = ["--data_dir", str(corpus), *FAST, "--max_steps", "8", "--save_steps", "4", "--eval_steps", "4",
+            "--sparse_embedding_updates", "true"]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    run(*args, "--output_dir", str(ref))
+    ckpt = ref / "checkpoints" / "step-000008"
+    assert {"optimizer.bin", "optimizer_1.bin"} <= {x.name for x in ckpt.iterdir()}  # AdamW, SparseAdam
+    assert len(json.loads((ckpt / "trainer_state.json").read_text())["scheduler"]) == 2
+    assert yaml.safe_load((ref / "model" / "training_config.yaml").read_text())["training"]["sparse_embedding_updates"]
+    # rows of pieces the training set never uses ([MASK]) keep their initial values; [CLS] rows move
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(ref / "tiny_model_init"))
+    key = "bert.embeddings.word_embeddings.weight"
+    init, final = weights(ref / "tiny_model_init")[key], weights(ckpt)[key]
+    assert torch_equal(final[tok.mask_token_id], init[tok.mask_token_id])
+    assert not torch_equal(final[tok.cls_token_id], init[tok.cls_token_id])
+    # killed between the two checkpoints, resumed: the same weights and metrics as without the kill
+    p = run(*args, "--output_dir", str(out), env={"NERFORGE_KILL_AT": "step:6"}, check=False)
+    assert p.returncode == -9, p.stderr[-2000:]
+    run(*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest")
+    got, want = weights(out / "checkpoints" / "step-000008"), weights(ckpt)
+    assert max((got[k] - want[k]).abs().max().item() for k in want) <= 1e-6
+    assert json.loads((out / "metrics.json").read_text())["test"] == json.loads((ref / "metrics.json").read_text())["test"]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_existing_output_dir_is_not_overwritten(finished_run, corpus):
     out, _ = finished_run
     before = (out / "model" / "model.safetensors").read_bytes()

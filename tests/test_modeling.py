@@ -1,0 +1,76 @@
+"""Optimizer construction and gradient clipping with sparse word-embedding gradients."""
+
+import pytest
+import torch
+
+from nerforge.modeling import build_optimizers, clip_grad_norm, param_groups
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(12, 4)
+        self.dense = torch.nn.Linear(4, 3)
+        self.LayerNorm = torch.nn.LayerNorm(3)
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, ids):
+        return self.LayerNorm(self.dense(self.emb(ids))).pow(2).sum()
+
+
+def grads_after(sparse: bool, ids, scale: float = 1.0):
+    torch.manual_seed(0)
+    m = Tiny()
+    m.emb.sparse = sparse
+    (scale * m(ids)).backward()
+    return m
+
+
+@pytest.mark.parametrize("scale, clipped", [(100.0, True), (1e-3, False)])
+def test_clip_grad_norm_on_sparse_gradients_matches_dense_clipping(scale, clipped):
+    ids = torch.tensor([[1, 5, 1, 1], [7, 5, 2, 1]])  # repeated rows: summed before they are squared
+    dense, sparse = grads_after(False, ids, scale), grads_after(True, ids, scale)
+    want = torch.nn.utils.clip_grad_norm_(dense.parameters(), 1.0)
+    got = clip_grad_norm(sparse.parameters(), 1.0)
+    assert torch.allclose(got, want, rtol=1e-5)
+    assert (want > 1.0) == clipped
+    assert sparse.emb.weight.grad.is_sparse and sparse.emb.weight.grad.is_coalesced()
+    assert torch.allclose(sparse.emb.weight.grad.to_dense(), dense.emb.weight.grad, rtol=1e-5, atol=1e-7)
+    for a, b in zip(list(sparse.parameters())[1:], list(dense.parameters())[1:]):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_sparse_optimizers_update_only_the_rows_a_batch_uses():
+    ids = torch.tensor([[1, 5, 3]])
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        m = Tiny()
+        before = m.emb.weight.detach().clone()
+        optimizers = build_optimizers(m, learning_rate=1e-2, weight_decay=0.01, sparse_embeddings=sparse)
+        assert len(optimizers) == (2 if sparse else 1)
+        adamw_params = {id(p) for g in optimizers[0].param_groups for p in g["params"]}
+        assert (id(m.emb.weight) in adamw_params) is not sparse
+        m(ids).backward()
+        clip_grad_norm(m.parameters(), 1.0)
+        for o in optimizers:
+            o.step()
+        moved = (m.emb.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+        # dense AdamW decays every row; SparseAdam touches only rows 1, 3 and 5
+        assert moved == ([1, 3, 5] if sparse else list(range(12)))
+
+
+def test_param_groups_skip_and_no_decay():
+    m = Tiny()
+    decay, no_decay = param_groups(m, 0.01, skip=[m.emb.weight])
+    assert [p.shape for p in decay["params"]] == [m.dense.weight.shape]
+    assert {id(p) for p in no_decay["params"]} == {id(m.dense.bias), id(m.LayerNorm.weight), id(m.LayerNorm.bias)}
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_sparse_updates_need_an_embedding_layer():
+    m = Tiny()
+    m.get_input_embeddings = lambda: torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="not a torch.nn.Embedding"):
+        build_optimizers(m, 1e-3, 0.01, sparse_embeddings=True)
