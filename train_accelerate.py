@@ -114,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
               f"on CPU set ACCELERATE_USE_CPU=1", file=sys.stderr)
         return 2
-    if t.sparse_embedding_updates and accelerator.num_processes > 1:
-        print("error: sparse_embedding_updates is implemented for a single process only; set it to false "
-              f"for this {accelerator.num_processes}-process run", file=sys.stderr)
+    # Sparse embedding updates: one process (no sparse all-reduce) and no fp16 loss scaling (accelerate
+    # updates the scale after each optimizer's step: with two optimizers the second one's gradients
+    # would be unscaled twice).
+    if t.sparse_embedding_updates and (accelerator.num_processes > 1 or accelerator.mixed_precision == "fp16"):
+        print("error: sparse_embedding_updates is implemented for a single process without fp16 only; set it "
+              f"to false for this run ({accelerator.num_processes} process(es), precision "
+              f"{accelerator.mixed_precision})", file=sys.stderr)
         return 2
     main_proc = accelerator.is_main_process
     log = accelerator.print
@@ -282,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator.backward(out.loss)
                 fault_point("step", state["global_step"] + 1)
                 if accelerator.sync_gradients and t.sparse_embedding_updates:
-                    accelerator.unscale_gradients()  # what clip_grad_norm_ does first (fp16 loss scaling)
                     clip_grad_norm(model.parameters(), t.max_grad_norm)  # takes the sparse gradient too
                 elif accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)

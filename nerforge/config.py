@@ -62,7 +62,7 @@ class TrainingConfig:
     warmup_ratio: float = 0.1
     lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     max_grad_norm: float = 1.0
-    sparse_embedding_updates: bool = field(default=False, metadata={"help": "Word embeddings get sparse gradients and SparseAdam (lazy Adam, no weight decay on them): a step updates only the rows its batch used. Faster on CPU; one process only."})
+    sparse_embedding_updates: bool = field(default=False, metadata={"help": "Word embeddings get sparse gradients and SparseAdam (lazy Adam, no weight decay on them): a step updates only the rows its batch used. Faster on CPU; one process, no fp16."})
     num_train_epochs: float = 3.0
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs when >= 0; 0 evaluates and exports the model as loaded)."})
     seed: int = 42

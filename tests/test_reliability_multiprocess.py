@@ -148,6 +148,7 @@ def test_sparse_embedding_updates_refuse_two_processes(setup):
                    "--data_dir", str(tmp / "corpus"), "--output_dir", str(out), "--model_name_or_path", str(init),
                    "--max_steps", "1", "--sparse_embedding_updates", "true", *COMMON], out, check=False)
     assert p.returncode != 0 and "sparse_embedding_updates is implemented for a single process" in p.stderr
+    assert "(2 process(es)" in p.stderr
     # torchrun itself reports the failed children with a traceback of its own; ours exit with a message
     assert 'train_accelerate.py", line' not in p.stderr and not (out / "checkpoints").exists()
 

@@ -162,6 +162,15 @@ def test_sparse_embedding_updates_train_resume_and_leave_unused_rows_alone(corpu
     assert json.loads((out / "metrics.json").read_text())["test"] == json.loads((ref / "metrics.json").read_text())["test"]
 
 
+def test_sparse_embedding_updates_refuse_fp16(corpus, tmp_path):
+    # accelerate steps the fp16 loss scaler once per optimizer: the second optimizer's gradients would
+    # be unscaled twice, so the combination is an error before any data is read
+    p = run("--data_dir", str(corpus), "--output_dir", str(tmp_path / "o"), *FAST, "--max_steps", "1",
+            "--sparse_embedding_updates", "true", env={"ACCELERATE_MIXED_PRECISION": "fp16"}, check=False)
+    assert p.returncode == 2 and "precision fp16" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "o" / "model").exists()
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
