@@ -285,10 +285,11 @@ def main(argv: list[str] | None = None) -> int:
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
                 accelerator.backward(out.loss)
                 fault_point("step", state["global_step"] + 1)
-                if accelerator.sync_gradients and t.sparse_embedding_updates:
-                    clip_grad_norm(model.parameters(), t.max_grad_norm)  # takes the sparse gradient too
-                elif accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                if accelerator.sync_gradients:
+                    if t.sparse_embedding_updates:
+                        clip_grad_norm(model.parameters(), t.max_grad_norm)  # takes the sparse gradient too
+                    else:
+                        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
                 for o in optimizers:
                     o.step()
                     o.zero_grad()

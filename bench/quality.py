@@ -285,9 +285,8 @@ def load_runs() -> list[dict]:
         if "settings" not in r:
             r["settings"] = None if r["variant"] == "notebook" else dict(LEGACY, learning_rate=r.get("learning_rate", 1e-4))
         r.pop("learning_rate", None)
-        for key, value in ADDED.items():
-            if r["settings"] is not None:
-                r["settings"].setdefault(key, value)
+        if r["settings"] is not None:
+            r["settings"] = {**ADDED, **r["settings"]}
     return runs
 
 

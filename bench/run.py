@@ -542,18 +542,15 @@ def main_parent(args) -> int:
             ds_dir = tmp / "ds_small_eval"
             run_child("make_dataset", dict(base, out=str(ds_dir), n_eval=32), th, log)
             tr = {"notebook": run_child("train_trainer", dict(base, variant="notebook", steps=steps_nb), th, log),
-                  "dynamic_padding": run_child("train_trainer", dict(base, variant="dynamic", steps=steps), th, log),
-                  "ours_fp32": run_child("train_ours", dict(base, precision="no", steps=steps, tag="tp",
-                                                            dataset_path=str(ds_dir)), th, log),
-                  "ours_bf16": run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16, tag="tp",
-                                                            dataset_path=str(ds_dir)), th, log)}
-            # the same two with the word embeddings updated sparsely (a config option, off by default)
+                  "dynamic_padding": run_child("train_trainer", dict(base, variant="dynamic", steps=steps), th, log)}
+            # ours in fp32 and bf16 with its defaults, then the same two with the word embeddings
+            # updated sparsely (a config option, off by default)
             sparse = ["--sparse_embedding_updates", "true"]
-            tr["ours_fp32_sparse"] = run_child("train_ours", dict(base, precision="no", steps=steps, tag="tp_sparse",
-                                                                  dataset_path=str(ds_dir), extra_args=sparse), th, log)
-            tr["ours_bf16_sparse"] = run_child("train_ours", dict(base, precision="bf16", steps=steps_bf16,
-                                                                  tag="tp_sparse", dataset_path=str(ds_dir),
-                                                                  extra_args=sparse), th, log)
+            for key, precision, n, extra in (("ours_fp32", "no", steps, []), ("ours_bf16", "bf16", steps_bf16, []),
+                                             ("ours_fp32_sparse", "no", steps, sparse),
+                                             ("ours_bf16_sparse", "bf16", steps_bf16, sparse)):
+                tr[key] = run_child("train_ours", dict(base, precision=precision, steps=n, dataset_path=str(ds_dir),
+                                                       tag="tp_sparse" if extra else "tp", extra_args=extra), th, log)
             R["train"] = tr
             if "error" not in g:  # the peak once more, right after the timed steps (best of both is kept)
                 again = run_child("gemm", gemm_cfg, th, log)
