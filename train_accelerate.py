@@ -28,8 +28,7 @@ from transformers import get_scheduler
 
 from nerforge import export, saving
 from nerforge.config import ConfigError, RunConfig, parse_config
-from nerforge.features import (LengthGroupedBatchSampler, assemble_predictions, build_features, collate,
-                               pad_multiple)
+from nerforge.features import LengthGroupedBatchSampler, assemble_predictions, build_features, collate, pad_multiple
 from nerforge.metric import score
 from nerforge.modeling import build_optimizers, build_tiny_bert, clip_grad_norm, load_model_and_tokenizer
 
@@ -107,20 +106,29 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun on a machine without GPUs, accelerate needs to be told to use CPU processes (gloo);
     # otherwise each process would believe it runs alone.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps, log_with=trackers or None,
-                              cpu=world_size > 1 and not torch.cuda.is_available(),
-                              project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")))
+    accelerator = Accelerator(
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        log_with=trackers or None,
+        cpu=world_size > 1 and not torch.cuda.is_available(),
+        project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")),
+    )
     if accelerator.num_processes != world_size:
-        print(f"error: launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
-              f"on CPU set ACCELERATE_USE_CPU=1", file=sys.stderr)
+        print(
+            f"error: launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
+            f"on CPU set ACCELERATE_USE_CPU=1",
+            file=sys.stderr,
+        )
         return 2
     # Sparse embedding updates: one process (no sparse all-reduce) and no fp16 loss scaling (accelerate
     # updates the scale after each optimizer's step: with two optimizers the second one's gradients
     # would be unscaled twice).
     if t.sparse_embedding_updates and (accelerator.num_processes > 1 or accelerator.mixed_precision == "fp16"):
-        print("error: sparse_embedding_updates is implemented for a single process without fp16 only; set it "
-              f"to false for this run ({accelerator.num_processes} process(es), precision "
-              f"{accelerator.mixed_precision})", file=sys.stderr)
+        print(
+            "error: sparse_embedding_updates is implemented for a single process without fp16 only; set it "
+            f"to false for this run ({accelerator.num_processes} process(es), precision "
+            f"{accelerator.mixed_precision})",
+            file=sys.stderr,
+        )
         return 2
     main_proc = accelerator.is_main_process
     log = accelerator.print
@@ -129,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     # A finished or running experiment is never overwritten by accident.
     if t.resume_from_checkpoint is None and out_dir.exists() and any(out_dir.iterdir()):
         if not t.overwrite_output_dir:
-            log(f"error: {out_dir} already holds a run; pass --overwrite_output_dir to replace it "
-                f"or --resume_from_checkpoint latest to continue it", file=sys.stderr)
+            log(
+                f"error: {out_dir} already holds a run; pass --overwrite_output_dir to replace it "
+                f"or --resume_from_checkpoint latest to continue it",
+                file=sys.stderr,
+            )
             return 2
         if main_proc:
             shutil.rmtree(out_dir)
@@ -154,29 +165,48 @@ def main(argv: list[str] | None = None) -> int:
             if main_proc and not Path(model_path, "config.json").exists():
                 words = (w for split in raw.values() for sent in split["tokens"] for w in sent)
                 build_tiny_bert(words, label_names, model_path, seed=t.seed)
-    model, tokenizer = load_model_and_tokenizer(model_path, label_names, cfg.model.revision,
-                                                cfg.model.trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(
+        model_path, label_names, cfg.model.revision, cfg.model.trust_remote_code
+    )
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and d.max_length > max_positions:
         log(f"error: max_length {d.max_length} exceeds {model_path}'s {max_positions} positions", file=sys.stderr)
         return 2
     with accelerator.main_process_first():
-        feats = {name: build_features(split, tokenizer, max_length=d.max_length, stride=d.stride,
-                                      label_all_tokens=d.label_all_tokens, context_size=d.context_size,
-                                      pack_length=d.pack_length,
-                                      label_names=label_names, num_proc=d.preprocessing_num_workers)
-                 for name, split in raw.items()}
+        feats = {
+            name: build_features(
+                split,
+                tokenizer,
+                max_length=d.max_length,
+                stride=d.stride,
+                label_all_tokens=d.label_all_tokens,
+                context_size=d.context_size,
+                pack_length=d.pack_length,
+                label_names=label_names,
+                num_proc=d.preprocessing_num_workers,
+            )
+            for name, split in raw.items()
+        }
 
     pad = partial(collate, pad_id=tokenizer.pad_token_id, multiple_of=pad_multiple(accelerator.device.type))
     sampler = LengthGroupedBatchSampler(feats["train"]["length"], t.per_device_train_batch_size, seed=t.seed)
     # Each loader has its own generator: starting an iterator then draws no number from the global
     # RNG, whose stream (dropout) must be the same in a resumed run as in an uninterrupted one.
-    train_dl = DataLoader(feats["train"], batch_sampler=sampler, collate_fn=pad, num_workers=t.dataloader_num_workers,
-                          generator=torch.Generator().manual_seed(t.seed))
+    train_dl = DataLoader(
+        feats["train"],
+        batch_sampler=sampler,
+        collate_fn=pad,
+        num_workers=t.dataloader_num_workers,
+        generator=torch.Generator().manual_seed(t.seed),
+    )
 
     def eval_loader(split):  # sorted by length: little padding; order does not matter to the score
-        return DataLoader(feats[split].sort("length"), batch_size=t.per_device_eval_batch_size, collate_fn=pad,
-                          generator=torch.Generator().manual_seed(t.seed))
+        return DataLoader(
+            feats[split].sort("length"),
+            batch_size=t.per_device_eval_batch_size,
+            collate_fn=pad,
+            generator=torch.Generator().manual_seed(t.seed),
+        )
 
     eval_dls = {split: eval_loader(split) for split in ("validation", "test") if split in feats}
 
@@ -184,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizers = build_optimizers(model, t.learning_rate, t.weight_decay, t.sparse_embedding_updates)
     n = len(optimizers)
     model, *prepared = accelerator.prepare(model, *optimizers, train_dl, *eval_dls.values())
-    optimizers, train_dl, eval_dls = prepared[:n], prepared[n], dict(zip(eval_dls, prepared[n + 1:]))
+    optimizers, train_dl, eval_dls = prepared[:n], prepared[n], dict(zip(eval_dls, prepared[n + 1 :]))
     steps_per_epoch = math.ceil(len(train_dl) / t.gradient_accumulation_steps)
     # max_steps 0: no training; the model as loaded is evaluated and exported.
     max_steps = t.max_steps if t.max_steps >= 0 else math.ceil(t.num_train_epochs * steps_per_epoch)
@@ -193,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     # prepared (a prepared scheduler steps once per process). Their small state goes into
     # trainer_state.json rather than through register_for_checkpointing, which accelerate reloads
     # with an unrestricted pickle.
-    schedulers = [get_scheduler(t.lr_scheduler_type, o, num_warmup_steps=math.ceil(t.warmup_ratio * max_steps),
-                                num_training_steps=max_steps) for o in optimizers]
+    schedulers = [
+        get_scheduler(
+            t.lr_scheduler_type, o, num_warmup_steps=math.ceil(t.warmup_ratio * max_steps), num_training_steps=max_steps
+        )
+        for o in optimizers
+    ]
     eval_every = t.eval_steps or steps_per_epoch
     save_every = t.save_steps or steps_per_epoch
 
@@ -220,14 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     # ------------------------------------------------------------------ startup summary
     n_proc = accelerator.num_processes
     effective = t.per_device_train_batch_size * n_proc * t.gradient_accumulation_steps
-    log(f"***** training {model_path} on {accelerator.device} ({n_proc} process(es), precision {accelerator.mixed_precision}) *****\n"
+    log(
+        f"***** training {model_path} on {accelerator.device} ({n_proc} process(es), precision {accelerator.mixed_precision}) *****\n"
         f"  sentences train/validation/test: {' / '.join(str(len(s)) for s in raw.values())}; "
         f"training windows: {len(feats['train'])}; labels: {len(label_names)} ({d.tagging_scheme})\n"
         f"  epochs: {num_epochs}; batch per device: {t.per_device_train_batch_size}; effective batch "
         f"(per device x processes x accumulation): {effective}\n"
-        f"  optimizer steps: {max_steps} ({steps_per_epoch} per epoch); warmup: {math.ceil(t.warmup_ratio * max_steps)}")
-    accelerator.init_trackers("nerforge", config={f"{s}.{k}": v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                  for s, sec in cfg.to_dict().items() for k, v in sec.items()})
+        f"  optimizer steps: {max_steps} ({steps_per_epoch} per epoch); warmup: {math.ceil(t.warmup_ratio * max_steps)}"
+    )
+    accelerator.init_trackers(
+        "nerforge",
+        config={
+            f"{s}.{k}": v if isinstance(v, (int, float, str, bool)) else str(v)
+            for s, sec in cfg.to_dict().items()
+            for k, v in sec.items()
+        },
+    )
     best_dir = out_dir / "best_model"
 
     def save_checkpoint():
@@ -254,11 +296,22 @@ def main(argv: list[str] | None = None) -> int:
     def run_eval() -> bool:
         """Evaluate on validation, keep the best model; True when early stopping says stop."""
         res = evaluate(model, eval_dls["validation"], raw["validation"], label_names, accelerator, state["global_step"])
-        entry = {"step": state["global_step"], "epoch": round(state["global_step"] / steps_per_epoch, 3),
-                 "eval_f1": res["f1"], "eval_loss": res["loss"]}
+        entry = {
+            "step": state["global_step"],
+            "epoch": round(state["global_step"] / steps_per_epoch, 3),
+            "eval_f1": res["f1"],
+            "eval_loss": res["loss"],
+        }
         state["history"].append(entry)
-        accelerator.log({"eval/f1": res["f1"], "eval/loss": res["loss"], "eval/precision": res["precision"],
-                         "eval/recall": res["recall"]}, step=state["global_step"])
+        accelerator.log(
+            {
+                "eval/f1": res["f1"],
+                "eval/loss": res["loss"],
+                "eval/precision": res["precision"],
+                "eval/recall": res["recall"],
+            },
+            step=state["global_step"],
+        )
         log(f"step {state['global_step']}: validation F1 {100 * res['f1']:.2f} (loss {res['loss']:.4f})")
         if res["f1"] > state["best_f1"]:
             state.update(best_f1=res["f1"], best_step=state["global_step"], bad_evals=0)
@@ -269,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # ------------------------------------------------------------------ training loop
     model.train()
-    progress = tqdm(total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process,
-                    desc="training")
+    progress = tqdm(
+        total=max_steps, initial=state["global_step"], disable=not accelerator.is_local_main_process, desc="training"
+    )
     running_loss, running_n, stop, t0 = torch.zeros((), device=accelerator.device), 0, False, time.time()
     # Throughput of this process's training steps alone (evaluation and checkpoints excluded).
     # Word pieces are summed on the device: converting every step would force a GPU sync per step.
@@ -282,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
             loader = accelerator.skip_first_batches(train_dl, done_in_epoch * t.gradient_accumulation_steps)
         for batch in loader:
             with accelerator.accumulate(model):
-                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+                out = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+                )
                 accelerator.backward(out.loss)
                 fault_point("step", state["global_step"] + 1)
                 if accelerator.sync_gradients:
@@ -307,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             if step % t.logging_steps == 0 or step == max_steps:
                 loss = accelerator.reduce(running_loss / running_n, "mean").item()
                 lr = schedulers[0].get_last_lr()[0]
-                state["history"].append({"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": loss,
-                                         "learning_rate": lr})
+                state["history"].append(
+                    {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": loss, "learning_rate": lr}
+                )
                 accelerator.log({"train/loss": loss, "train/learning_rate": lr}, step=step)
                 progress.set_postfix(loss=f"{loss:.4f}")
                 running_loss.zero_()
@@ -326,9 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     progress.close()
     train_runtime = time.time() - t0
     step_time = max(train_runtime - seen["pause_s"], 1e-9)
-    throughput = {"train_windows_per_s": round(seen["windows"] * n_proc / step_time, 2),
-                  "train_pieces_per_s": round(int(seen["pieces"]) * n_proc / step_time, 1),
-                  "train_step_time_s": round(step_time, 2)}
+    throughput = {
+        "train_windows_per_s": round(seen["windows"] * n_proc / step_time, 2),
+        "train_pieces_per_s": round(int(seen["pieces"]) * n_proc / step_time, 1),
+        "train_step_time_s": round(step_time, 2),
+    }
 
     # ------------------------------------------------------------------ final evaluation of the best model
     accelerator.wait_for_everyone()
@@ -336,16 +395,26 @@ def main(argv: list[str] | None = None) -> int:
         run_eval()
     accelerator.unwrap_model(model).load_state_dict(saving.load_weights(best_dir), strict=True)
     metrics = {split: evaluate(model, dl, raw[split], label_names, accelerator) for split, dl in eval_dls.items()}
-    metrics.update(best_step=state["best_step"], history=state["history"], num_processes=n_proc,
-                   effective_batch_size=effective, train_runtime_s=round(train_runtime, 2), **throughput,
-                   mixed_precision=accelerator.mixed_precision)
+    metrics.update(
+        best_step=state["best_step"],
+        history=state["history"],
+        num_processes=n_proc,
+        effective_batch_size=effective,
+        train_runtime_s=round(train_runtime, 2),
+        **throughput,
+        mixed_precision=accelerator.mixed_precision,
+    )
     for split in eval_dls:
-        log(f"{split}: precision {100 * metrics[split]['precision']:.2f} recall {100 * metrics[split]['recall']:.2f} "
+        log(
+            f"{split}: precision {100 * metrics[split]['precision']:.2f} recall {100 * metrics[split]['recall']:.2f} "
             f"F1 {100 * metrics[split]['f1']:.2f} (entity-level micro, conlleval); "
-            f"seqeval weighted F1 {100 * metrics[split]['weighted_f1']:.2f}")
+            f"seqeval weighted F1 {100 * metrics[split]['weighted_f1']:.2f}"
+        )
 
     # ------------------------------------------------------------------ export, card, push (main process)
-    status = publish(cfg, accelerator.unwrap_model(model), tokenizer, metrics, label_names, out_dir, log) if main_proc else 0
+    status = (
+        publish(cfg, accelerator.unwrap_model(model), tokenizer, metrics, label_names, out_dir, log) if main_proc else 0
+    )
     accelerator.wait_for_everyone()
     accelerator.end_training()  # last: in a multi-process run it tears down the process group
     return status
@@ -363,8 +432,13 @@ def publish(cfg: RunConfig, model, tokenizer, metrics: dict, label_names, out_di
     log(f"exported to {export_dir}")
     if t.push_to_hub:
         try:
-            url = export.push_export(export_dir, t.hub_model_id, private=t.hub_private, revision=t.hub_revision,
-                                     commit_message=t.hub_commit_message)
+            url = export.push_export(
+                export_dir,
+                t.hub_model_id,
+                private=t.hub_private,
+                revision=t.hub_revision,
+                commit_message=t.hub_commit_message,
+            )
             log(f"pushed to {url}")
         except export.PushError as e:
             log(f"error: {e}", file=sys.stderr)

@@ -30,9 +30,13 @@ import run as bench  # noqa: E402  (bench/run.py: subprocess children and the ma
 def paired_ratios(rounds: list[dict]) -> dict:
     """Per-round ratios B/A of sentences per second, and their median, min and max."""
     ratios = [r["b"]["sentences_per_s"] / r["a"]["sentences_per_s"] for r in rounds]
-    return {"ratios_b_over_a": [round(x, 4) for x in ratios], "median": round(statistics.median(ratios), 4),
-            "min": round(min(ratios), 4), "max": round(max(ratios), 4),
-            "b_faster_in": f"{sum(x > 1 for x in ratios)} of {len(ratios)} rounds"}
+    return {
+        "ratios_b_over_a": [round(x, 4) for x in ratios],
+        "median": round(statistics.median(ratios), 4),
+        "min": round(min(ratios), 4),
+        "max": round(max(ratios), 4),
+        "b_faster_in": f"{sum(x > 1 for x in ratios)} of {len(ratios)} rounds",
+    }
 
 
 def main(argv=None) -> int:
@@ -58,18 +62,44 @@ def main(argv=None) -> int:
             order = "ab" if i % 2 == 0 else "ba"  # alternate who goes first
             res = {}
             for v in order:
-                res[v] = bench.run_child("train_ours", dict(base, precision=args.precision, steps=args.steps,
-                                                            tag=f"ab_{v}", dataset_path=ds, extra_args=variants[v]),
-                                         args.threads, print)
+                res[v] = bench.run_child(
+                    "train_ours",
+                    dict(
+                        base,
+                        precision=args.precision,
+                        steps=args.steps,
+                        tag=f"ab_{v}",
+                        dataset_path=ds,
+                        extra_args=variants[v],
+                    ),
+                    args.threads,
+                    print,
+                )
                 if "error" in res[v]:
                     return 1
-            rounds.append({"order": order, **{v: {k: res[v].get(k) for k in ("sentences_per_s", "pieces_per_s",
-                                                                               "train_time_s", "loadavg_1min_start_end")}
-                                               for v in "ab"}})
-    out = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": "python bench/ab.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-           "machine": bench.machine(), "a_args": args.a_args, "b_args": args.b_args, "precision": args.precision,
-           "steps": args.steps, "rounds": rounds, "summary": paired_ratios(rounds)}
+            rounds.append(
+                {
+                    "order": order,
+                    **{
+                        v: {
+                            k: res[v].get(k)
+                            for k in ("sentences_per_s", "pieces_per_s", "train_time_s", "loadavg_1min_start_end")
+                        }
+                        for v in "ab"
+                    },
+                }
+            )
+    out = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": "python bench/ab.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "machine": bench.machine(),
+        "a_args": args.a_args,
+        "b_args": args.b_args,
+        "precision": args.precision,
+        "steps": args.steps,
+        "rounds": rounds,
+        "summary": paired_ratios(rounds),
+    }
     path = bench.RESULTS / f"ab_{args.name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["summary"], indent=2), f"\nwrote {path}")

@@ -19,15 +19,33 @@ def main():
         os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
         t0 = time.perf_counter()
         import datasets
+
         from conll2003_loader import load_conll
+
         t1 = time.perf_counter()
         ds = load_conll(data_dir=RAW, cache_dir=f"{tmp}/builder_cache")
         t2 = time.perf_counter()
         print(f"import datasets+conll2003_loader: {t1 - t0:.2f} s")
-        print(f"builder download_and_prepare+as_dataset: {t2 - t1:.2f} s ({', '.join(f'{k} {len(v)}' for k, v in ds.items())})")
+        print(
+            f"builder download_and_prepare+as_dataset: {t2 - t1:.2f} s ({', '.join(f'{k} {len(v)}' for k, v in ds.items())})"
+        )
         t3 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "conll2003_loader", "build", "--data-dir", str(RAW), "--output",
-                        f"{tmp}/out", "--cache-dir", f"{tmp}/build_cache"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "conll2003_loader",
+                "build",
+                "--data-dir",
+                str(RAW),
+                "--output",
+                f"{tmp}/out",
+                "--cache-dir",
+                f"{tmp}/build_cache",
+            ],
+            check=True,
+            capture_output=True,
+        )
         t4 = time.perf_counter()
         loaded = datasets.load_dataset(f"{tmp}/out", cache_dir=f"{tmp}/load_cache")
         t5 = time.perf_counter()

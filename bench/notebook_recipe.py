@@ -57,8 +57,13 @@ def tokenize_notebook(tokenizer, sents, tags, *, pad_to_max: bool = True, max_le
     label2id = {name: i for i, name in enumerate(LABELS)}
     rows = []
     for words, labs in zip(sents, tags):
-        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
-                        padding="max_length" if pad_to_max else False)
+        enc = tokenizer(
+            words,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_length,
+            padding="max_length" if pad_to_max else False,
+        )
         labels, prev = [], None
         for w in enc.word_ids():
             if w is None:
@@ -78,18 +83,33 @@ def load_model(model_path: str):
     from transformers import AutoModelForTokenClassification
 
     return AutoModelForTokenClassification.from_pretrained(
-        model_path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={n: i for i, n in enumerate(LABELS)})
+        model_path,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
+    )
 
 
 def training_args(output_dir: str, *, max_steps: int = -1, num_train_epochs: float = 5, seed: int = 42):
     from transformers import TrainingArguments
 
-    return TrainingArguments(output_dir=output_dir, learning_rate=2e-5, per_device_train_batch_size=16,
-                             per_device_eval_batch_size=64, num_train_epochs=num_train_epochs, max_steps=max_steps,
-                             weight_decay=0.01, report_to="none", seed=seed, save_strategy="no",
-                             eval_strategy="no", use_cpu=True, disable_tqdm=True, logging_strategy="no",
-                             dataloader_num_workers=0)
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=2e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        num_train_epochs=num_train_epochs,
+        max_steps=max_steps,
+        weight_decay=0.01,
+        report_to="none",
+        seed=seed,
+        save_strategy="no",
+        eval_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+        dataloader_num_workers=0,
+    )
 
 
 def predict_words_trainer(trainer, tokenizer, sents, max_length: int = 120) -> tuple[list[list[str]], int]:
@@ -97,8 +117,7 @@ def predict_words_trainer(trainer, tokenizer, sents, max_length: int = 120) -> t
     truncation get 'O'. Returns (tags, number of words left unpredicted)."""
     import numpy as np
 
-    rows = tokenize_notebook(tokenizer, sents, [["O"] * len(s) for s in sents], pad_to_max=False,
-                             max_length=max_length)
+    rows = tokenize_notebook(tokenizer, sents, [["O"] * len(s) for s in sents], pad_to_max=False, max_length=max_length)
     pred = trainer.predict(rows)
     ids = np.argmax(pred.predictions, axis=-1)
     out, missing = [], 0

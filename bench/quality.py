@@ -61,8 +61,13 @@ def recipe_epochs(path: Path = RECIPE) -> int:
 
 
 # What runs recorded before settings were recorded trained with (the defaults of that time).
-LEGACY = {"learning_rate": 1e-4, "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "tagging_scheme": "iob2",
-          "label_all_tokens": False}
+LEGACY = {
+    "learning_rate": 1e-4,
+    "warmup_ratio": 0.1,
+    "lr_scheduler_type": "linear",
+    "tagging_scheme": "iob2",
+    "label_all_tokens": False,
+}
 
 # Settings added after runs were recorded, with the value every earlier run trained with.
 ADDED = {"sparse_embedding_updates": False}
@@ -82,28 +87,52 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
         tag = f"{variant}_q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
         if args.precision != "no":
             tag += f"_{args.precision}"
-        cfg.update(precision=args.precision, tag=tag, full_eval=True,
-                   context_size=args.context_size if variant == "ours_context" else 0)
+        cfg.update(
+            precision=args.precision,
+            tag=tag,
+            full_eval=True,
+            context_size=args.context_size if variant == "ours_context" else 0,
+        )
         if variant == "ours_context":
-            cfg["extra_args"] = ["--pack_length", args.pack_length, "--per_device_train_batch_size",
-                                 args.context_batch_size]
+            cfg["extra_args"] = [
+                "--pack_length",
+                args.pack_length,
+                "--per_device_train_batch_size",
+                args.context_batch_size,
+            ]
         # every setting on the command line: the record says what ran
         cfg["extra_args"] = cfg.get("extra_args", []) + bench.recipe_args(dict(TUNED, **args.set))
         res = bench.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
         raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
-    return {"seed": seed, "epochs": epochs, "f1": res["f1"], "validation_f1": res.get("val_f1"),
-            "train_time_s": res.get("train_time_s"), "time_per_epoch_s": round(res["train_time_s"] / epochs, 1)
-            if res.get("train_time_s") else None, "wall_s": res.get("wall_s"), "max_steps": args.max_steps,
-            "context_size": cfg.get("context_size", 0), "pack_length": args.pack_length if variant == "ours_context" else 0,
-            "command": res.get("command"), "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
-            "settings": None if variant == "notebook" else dict(TUNED, **args.set), "machine": args.machine,
-            "precision": "no" if variant == "notebook" else args.precision}
+    return {
+        "seed": seed,
+        "epochs": epochs,
+        "f1": res["f1"],
+        "validation_f1": res.get("val_f1"),
+        "train_time_s": res.get("train_time_s"),
+        "time_per_epoch_s": round(res["train_time_s"] / epochs, 1) if res.get("train_time_s") else None,
+        "wall_s": res.get("wall_s"),
+        "max_steps": args.max_steps,
+        "context_size": cfg.get("context_size", 0),
+        "pack_length": args.pack_length if variant == "ours_context" else 0,
+        "command": res.get("command"),
+        "loadavg_1min_start_end": res.get("loadavg_1min_start_end"),
+        "settings": None if variant == "notebook" else dict(TUNED, **args.set),
+        "machine": args.machine,
+        "precision": "no" if variant == "notebook" else args.precision,
+    }
 
 
 def run_key(r: dict) -> tuple:
-    return (r["variant"], r["epochs"], r["seed"], r.get("max_steps"), json.dumps(r["settings"], sort_keys=True),
-            r.get("precision", "no"))
+    return (
+        r["variant"],
+        r["epochs"],
+        r["seed"],
+        r.get("max_steps"),
+        json.dumps(r["settings"], sort_keys=True),
+        r.get("precision", "no"),
+    )
 
 
 def at_recipe(r: dict, precision: str = "no") -> bool:
@@ -130,13 +159,21 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def aggregate(runs: list[dict]) -> dict:
     f1s = [r["f1"] for r in runs]
-    return {"f1_mean": round(statistics.mean(f1s), 5), "f1_std": round(statistics.stdev(f1s), 5) if len(f1s) > 1 else None,
-            "n_seeds": len(f1s), "epochs": runs[0]["epochs"], "runs": sorted(runs, key=lambda r: r["seed"])}
+    return {
+        "f1_mean": round(statistics.mean(f1s), 5),
+        "f1_std": round(statistics.stdev(f1s), 5) if len(f1s) > 1 else None,
+        "n_seeds": len(f1s),
+        "epochs": runs[0]["epochs"],
+        "runs": sorted(runs, key=lambda r: r["seed"]),
+    }
 
 
 def summarise(all_runs: list[dict]) -> dict:
-    out: dict = {"updated": datetime.datetime.now().isoformat(timespec="seconds"), "machine": bench.machine(),
-                 "all_runs": all_runs}
+    out: dict = {
+        "updated": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": bench.machine(),
+        "all_runs": all_runs,
+    }
     budgets = sorted({r["epochs"] for r in all_runs})
     for epochs in budgets:
         block = recipe_block(all_runs, epochs, "no")
@@ -166,11 +203,17 @@ def recipe_block(all_runs: list[dict], epochs: int, precision: str) -> dict:
     (smoke runs left out; the notebook trains in fp32 only)."""
     block = {}
     for v in VARIANTS:
-        runs = [r for r in all_runs if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps")
-                and at_recipe(r, precision)]
+        runs = [
+            r
+            for r in all_runs
+            if r["variant"] == v and r["epochs"] == epochs and not r.get("max_steps") and at_recipe(r, precision)
+        ]
         if runs:
-            block[v] = dict(aggregate(runs), settings=None if v == "notebook" else TUNED,
-                            **({"precision": precision} if precision != "no" else {}))
+            block[v] = dict(
+                aggregate(runs),
+                settings=None if v == "notebook" else TUNED,
+                **({"precision": precision} if precision != "no" else {}),
+            )
     return block
 
 
@@ -184,8 +227,11 @@ def choice(q: dict) -> dict:
         mine = [t for t in own["tried"] if t["settings"] == short["validation_best"]]
         if not mine or mine[0]["n_seeds"] < max(t["n_seeds"] for t in own["tried"]):
             decides = short  # the shorter budget's choice was not run at the recipe's budget yet
-    return {"epochs": decides["epochs"], "validation_best": decides["validation_best"],
-            "recipe_is_validation_best": decides["recipe_is_validation_best"]}
+    return {
+        "epochs": decides["epochs"],
+        "validation_best": decides["validation_best"],
+        "recipe_is_validation_best": decides["recipe_is_validation_best"],
+    }
 
 
 def selection(all_runs: list[dict], epochs: int = 1) -> dict:
@@ -194,51 +240,85 @@ def selection(all_runs: list[dict], epochs: int = 1) -> dict:
     (a one-seed screen can rule a setting out, not choose it)."""
     groups: dict[str, list[dict]] = {}
     for r in all_runs:
-        if (r["variant"] == "ours_no_context" and r["epochs"] == epochs and not r.get("max_steps") and r.get("validation_f1")
-                and r.get("precision", "no") == "no"):
+        if (
+            r["variant"] == "ours_no_context"
+            and r["epochs"] == epochs
+            and not r.get("max_steps")
+            and r.get("validation_f1")
+            and r.get("precision", "no") == "no"
+        ):
             groups.setdefault(json.dumps(r["settings"], sort_keys=True), []).append(r)
     tried = []
     for key, runs in groups.items():
         v = [r["validation_f1"] for r in runs]
-        tried.append({"settings": json.loads(key), "changed": changed(json.loads(key)), "n_seeds": len(v),
-                      "seeds": sorted(r["seed"] for r in runs), "validation_f1_mean": round(statistics.mean(v), 5),
-                      "validation_f1_std": round(statistics.stdev(v), 5) if len(v) > 1 else None})
+        tried.append(
+            {
+                "settings": json.loads(key),
+                "changed": changed(json.loads(key)),
+                "n_seeds": len(v),
+                "seeds": sorted(r["seed"] for r in runs),
+                "validation_f1_mean": round(statistics.mean(v), 5),
+                "validation_f1_std": round(statistics.stdev(v), 5) if len(v) > 1 else None,
+            }
+        )
     tried.sort(key=lambda t: -t["validation_f1_mean"])
     most = max((t["n_seeds"] for t in tried), default=0)
     best = next((t for t in tried if t["n_seeds"] == most), None)
-    return {"epochs": epochs, "tried": tried, "validation_best": best and best["settings"], "recipe": TUNED,
-            "recipe_is_validation_best": best is not None and best["settings"] == TUNED}
+    return {
+        "epochs": epochs,
+        "tried": tried,
+        "validation_best": best and best["settings"],
+        "recipe": TUNED,
+        "recipe_is_validation_best": best is not None and best["settings"] == TUNED,
+    }
 
 
 def markdown(q: dict) -> str:
-    lines = ["## Quality (`bench/quality.py`)", "",
-             f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
-             f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores).", "",
-             "| epochs | variant | seeds | test F1 (%) | per seed: test F1 / validation F1 (%) | time per epoch (s), per seed |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "## Quality (`bench/quality.py`)",
+        "",
+        f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
+        f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores).",
+        "",
+        "| epochs | variant | seeds | test F1 (%) | per seed: test F1 / validation F1 (%) | time per epoch (s), per seed |",
+        "|---|---|---|---|---|---|",
+    ]
     blocks = [(1, {v: q[v] for v in VARIANTS if v in q})]
     blocks += [(int(k.split("_")[1]), v) for k, v in q.items() if k.startswith("epochs_")]
-    blocks += [(int(k.split("_")[1]), {f"{v} (bf16 autocast)": agg for v, agg in block.items()})
-               for k, block in q.get("bf16", {}).items()]
+    blocks += [
+        (int(k.split("_")[1]), {f"{v} (bf16 autocast)": agg for v, agg in block.items()})
+        for k, block in q.get("bf16", {}).items()
+    ]
     for epochs, block in blocks:
         for v, agg in block.items():
             f1 = f"{100 * agg['f1_mean']:.2f}" + (f" ± {100 * agg['f1_std']:.2f}" if agg["f1_std"] is not None else "")
             seeds = ", ".join(str(r["seed"]) for r in agg["runs"])
-            per_seed = " · ".join(f"{100 * r['f1']:.2f} / " + (f"{100 * r['validation_f1']:.2f}" if r.get("validation_f1")
-                                                                else "–") for r in agg["runs"])
+            per_seed = " · ".join(
+                f"{100 * r['f1']:.2f} / " + (f"{100 * r['validation_f1']:.2f}" if r.get("validation_f1") else "–")
+                for r in agg["runs"]
+            )
             # wall time depends on what else ran: a run whose load average exceeded its 2 threads is marked *
-            times = " · ".join((f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–") +
-                               ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 or r.get("timing_note")
-                                else "") +
-                               ("ᴮ" if (r.get("machine") or {}).get("avx512_bf16") else "") for r in agg["runs"])
+            times = " · ".join(
+                (f"{r['time_per_epoch_s']:.0f}" if r.get("time_per_epoch_s") else "–")
+                + ("*" if max(r.get("loadavg_1min_start_end") or [0]) > 2.5 or r.get("timing_note") else "")
+                + ("ᴮ" if (r.get("machine") or {}).get("avx512_bf16") else "")
+                for r in agg["runs"]
+            )
             lines.append(f"| {epochs} | {v} | {seeds} | {f1} | {per_seed} | {times} |")
-    notes = [f"{r['variant']} seed {r['seed']}, {r['epochs']} epochs: {r['timing_note']}" for r in q["all_runs"]
-             if r.get("timing_note")]
-    lines += ["", "Times: * a run whose load average exceeded its 2 threads (something else ran beside it)"
-                  + (f" or that was disturbed ({'; '.join(notes)})" if notes else "") + "; "
-                  "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s); unmarked runs predate the per-run "
-                  "machine record, and their times match the AVX2-only machine (~60 GFLOP/s fp32) of earlier "
-                  "sessions. Compare times only within one kind."]
+    notes = [
+        f"{r['variant']} seed {r['seed']}, {r['epochs']} epochs: {r['timing_note']}"
+        for r in q["all_runs"]
+        if r.get("timing_note")
+    ]
+    lines += [
+        "",
+        "Times: * a run whose load average exceeded its 2 threads (something else ran beside it)"
+        + (f" or that was disturbed ({'; '.join(notes)})" if notes else "")
+        + "; "
+        "ᴮ a run on an AVX512-BF16 machine (fp32 GEMM ~175 GFLOP/s); unmarked runs predate the per-run "
+        "machine record, and their times match the AVX2-only machine (~60 GFLOP/s fp32) of earlier "
+        "sessions. Compare times only within one kind.",
+    ]
     sels = [q.get("settings_selection")] + [v for k, v in q.items() if k.startswith("settings_selection_epochs_")]
     for sel in sels:
         if not (sel and sel["tried"]):
@@ -251,16 +331,27 @@ def markdown(q: dict) -> str:
             verdict = f"; decided at {decided_at} epochs, below."
         else:
             verdict = "; the recipe does **not** have it yet."
-        budget = (f" This is the recipe's own budget ({n} epochs): where a setting was run here on as many seeds, "
-                  "this table decides, and the shorter budget only screens." if n == q.get("recipe_epochs") else "")
-        lines += ["", f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "
-                      f"best first.{budget} The recipe ({RECIPE.relative_to(ROOT)}): " +
-                  ", ".join(f"{k}={v}" for k, v in sel["recipe"].items()) + ". Validation choice (best among the "
-                  f"settings run on the most seeds): {best}{verdict}", "",
-                  "| settings (changes from the recipe) | seeds | validation F1 (%) |", "|---|---|---|"]
+        budget = (
+            f" This is the recipe's own budget ({n} epochs): where a setting was run here on as many seeds, "
+            "this table decides, and the shorter budget only screens."
+            if n == q.get("recipe_epochs")
+            else ""
+        )
+        lines += [
+            "",
+            f"Settings selection: ours_no_context, {n} epoch{'s' if n > 1 else ''}, **validation** F1 only, "
+            f"best first.{budget} The recipe ({RECIPE.relative_to(ROOT)}): "
+            + ", ".join(f"{k}={v}" for k, v in sel["recipe"].items())
+            + ". Validation choice (best among the "
+            f"settings run on the most seeds): {best}{verdict}",
+            "",
+            "| settings (changes from the recipe) | seeds | validation F1 (%) |",
+            "|---|---|---|",
+        ]
         for t in sel["tried"]:
-            f1 = f"{100 * t['validation_f1_mean']:.2f}" + (f" ± {100 * t['validation_f1_std']:.2f}"
-                                                           if t["validation_f1_std"] is not None else "")
+            f1 = f"{100 * t['validation_f1_mean']:.2f}" + (
+                f" ± {100 * t['validation_f1_std']:.2f}" if t["validation_f1_std"] is not None else ""
+            )
             lines.append(f"| {t['changed']} | {', '.join(map(str, t['seeds']))} | {f1} |")
     lines += ["", "Commands (SEED for the seed; output and cache folders left out):", ""]
     lines += [f"- `{c}`" for c in sorted({command_template(r["command"]) for r in q["all_runs"] if r.get("command")})]
@@ -283,7 +374,9 @@ def load_runs() -> list[dict]:
     runs = json.loads(RESULTS.read_text())["all_runs"] if RESULTS.exists() else []
     for r in runs:  # runs recorded before settings were recorded: the defaults of that time, at their rate
         if "settings" not in r:
-            r["settings"] = None if r["variant"] == "notebook" else dict(LEGACY, learning_rate=r.get("learning_rate", 1e-4))
+            r["settings"] = (
+                None if r["variant"] == "notebook" else dict(LEGACY, learning_rate=r.get("learning_rate", 1e-4))
+            )
         r.pop("learning_rate", None)
         if r["settings"] is not None:
             r["settings"] = {**ADDED, **r["settings"]}
@@ -300,11 +393,21 @@ def main(argv=None) -> int:
     p.add_argument("--context-size", type=int, default=64)
     p.add_argument("--pack-length", type=int, default=128, help="ours_context: word pieces of sentences per window")
     p.add_argument("--context-batch-size", type=int, default=4, help="ours_context: windows per batch")
-    p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE",
-                   help=f"ours_* variants: a setting other than the loop's default ({', '.join(TUNED)})")
+    p.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"ours_* variants: a setting other than the loop's default ({', '.join(TUNED)})",
+    )
     p.add_argument("--learning-rate", type=float, default=None, help="same as --set learning_rate=LR")
-    p.add_argument("--precision", choices=["no", "bf16"], default="no",
-                   help="ours_* variants: accelerate's mixed precision (bf16 = autocast); the notebook always fp32")
+    p.add_argument(
+        "--precision",
+        choices=["no", "bf16"],
+        default="no",
+        help="ours_* variants: accelerate's mixed precision (bf16 = autocast); the notebook always fp32",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="(smoke test) cut every run to N steps; not aggregated")
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))

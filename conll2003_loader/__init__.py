@@ -12,18 +12,26 @@ NER tags are emitted in IOB2 by default (``tagging_scheme="iob1"`` keeps the fil
 tags likewise. Columns are split on ASCII spaces/tabs only, never on other Unicode whitespace.
 """
 
-from typing import Optional
-
 from .builder import DEFAULT_URLS, SPLIT_FILE_NAMES, Conll2003, Conll2003Config, prepare
 from .parsing import CHUNK_TAGS, NER_TAGS, POS_TAGS, ConllFormatError, infer_label_names, iob1_to_iob2, read_conll
 
 __all__ = [
-    "Conll2003", "Conll2003Config", "ConllFormatError", "NER_TAGS", "POS_TAGS", "CHUNK_TAGS", "DEFAULT_URLS",
-    "SPLIT_FILE_NAMES", "infer_label_names", "iob1_to_iob2", "read_conll", "load_conll",
+    "Conll2003",
+    "Conll2003Config",
+    "ConllFormatError",
+    "NER_TAGS",
+    "POS_TAGS",
+    "CHUNK_TAGS",
+    "DEFAULT_URLS",
+    "SPLIT_FILE_NAMES",
+    "infer_label_names",
+    "iob1_to_iob2",
+    "read_conll",
+    "load_conll",
 ]
 
 
-def load_conll(data_dir: Optional[str] = None, cache_dir: Optional[str] = None, **config_kwargs):
+def load_conll(data_dir: str | None = None, cache_dir: str | None = None, **config_kwargs):
     """Prepare and return the ``DatasetDict`` (train/validation/test); ``config_kwargs`` go to Conll2003Config."""
     if data_dir is not None:
         data_dir = str(data_dir)

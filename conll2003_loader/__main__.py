@@ -45,15 +45,20 @@ def build(output, cache_dir=None, **builder_kwargs) -> datasets.DatasetDict:
     for split, ds in dsd.items():
         ds.to_parquet(str(data / f"{split}-00000-of-00001.parquet"))
     info = datasets.DatasetInfo(
-        description=builder.info.description, features=builder.info.features, splits=builder.info.splits,
-        config_name="default", dataset_name="conll2003",
+        description=builder.info.description,
+        features=builder.info.features,
+        splits=builder.info.splits,
+        config_name="default",
+        dataset_name="conll2003",
     )
     card_data = DatasetCardData(
         pretty_name="CoNLL-2003 (conll2003_loader build)",
-        configs=[{
-            "config_name": "default",
-            "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in dsd],
-        }],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in dsd],
+            }
+        ],
     )
     datasets.info.DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
     options = {k: v for k, v in builder_kwargs.items() if k != "data_dir"}
@@ -71,8 +76,11 @@ def push(output, repo_id: str, private: bool = False) -> None:
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
     api.upload_folder(
-        repo_id=repo_id, repo_type="dataset", folder_path=str(output),
-        allow_patterns=["README.md", "data/*.parquet"], commit_message="Upload CoNLL data built by conll2003_loader",
+        repo_id=repo_id,
+        repo_type="dataset",
+        folder_path=str(output),
+        allow_patterns=["README.md", "data/*.parquet"],
+        commit_message="Upload CoNLL data built by conll2003_loader",
     )
 
 
@@ -106,8 +114,11 @@ def main(argv=None) -> int:
     if args.command == "placeholder":
         write_placeholder(PACKAGE_DIR / PLACEHOLDER)
         return 0
-    kwargs = {"tagging_scheme": args.tagging_scheme, "separator": _SEPARATORS[args.separator],
-              "encoding": args.encoding}
+    kwargs = {
+        "tagging_scheme": args.tagging_scheme,
+        "separator": _SEPARATORS[args.separator],
+        "encoding": args.encoding,
+    }
     if args.columns:
         kwargs["columns"] = tuple(args.columns)
     if args.label_names:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import datasets
 import pyarrow as pa
 
 from .parsing import (
-    CHUNK_TAGS, CONLL2003_COLUMNS, IGNORED_COLUMN, IOB_COLUMNS, NER_TAGS, POS_TAGS, TAG_COLUMNS,
-    ConllFormatError, infer_label_names, iob1_to_iob2, read_conll,
+    CHUNK_TAGS,
+    CONLL2003_COLUMNS,
+    IGNORED_COLUMN,
+    IOB_COLUMNS,
+    NER_TAGS,
+    POS_TAGS,
+    TAG_COLUMNS,
+    ConllFormatError,
+    infer_label_names,
+    iob1_to_iob2,
+    read_conll,
 )
 
 _RAW = "https://raw.githubusercontent.com/suryasumukh/conll-ner/18d3e43a09247adaa9ec088485a087d5ffa758a6/data"
@@ -193,7 +203,11 @@ class Conll2003(datasets.ArrowBasedBuilder):
                 try:
                     batch[col].append([ids[col][t] for t in tags])
                 except KeyError as err:
-                    raise ConllFormatError(path, sent.line, f"{col}: {err.args[0]!r} (after {self.config.tagging_scheme.upper()} conversion) is not in the label names") from None
+                    raise ConllFormatError(
+                        path,
+                        sent.line,
+                        f"{col}: {err.args[0]!r} (after {self.config.tagging_scheme.upper()} conversion) is not in the label names",
+                    ) from None
             n += 1
             if n % _BATCH == 0:
                 yield datasets.builder.Key(0, batch_idx), pa.table(batch, schema=feats.arrow_schema)

@@ -12,22 +12,66 @@ Decisions (see also the package docstring):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import NamedTuple
 
 NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 # Penn Treebank tags as in the former HF `conll2003` dataset (same order, so ids line up); a superset of
 # the 45 tags found in eng.train/testa/testb ('#' and '``' do not occur there).
 POS_TAGS = (
-    '"', "''", "#", "$", "(", ")", ",", ".", ":", "``", "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR",
-    "JJS", "LS", "MD", "NN", "NNP", "NNPS", "NNS", "NN|SYM", "PDT", "POS", "PRP", "PRP$", "RB", "RBR",
-    "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "WDT", "WP", "WP$", "WRB",
+    '"',
+    "''",
+    "#",
+    "$",
+    "(",
+    ")",
+    ",",
+    ".",
+    ":",
+    "``",
+    "CC",
+    "CD",
+    "DT",
+    "EX",
+    "FW",
+    "IN",
+    "JJ",
+    "JJR",
+    "JJS",
+    "LS",
+    "MD",
+    "NN",
+    "NNP",
+    "NNPS",
+    "NNS",
+    "NN|SYM",
+    "PDT",
+    "POS",
+    "PRP",
+    "PRP$",
+    "RB",
+    "RBR",
+    "RBS",
+    "RP",
+    "SYM",
+    "TO",
+    "UH",
+    "VB",
+    "VBD",
+    "VBG",
+    "VBN",
+    "VBP",
+    "VBZ",
+    "WDT",
+    "WP",
+    "WP$",
+    "WRB",
 )
 # Chunk types found in the three files (ADJP ADVP CONJP INTJ LST NP PP PRT SBAR VP) plus UCP, each with
 # B- and I- so that both IOB1 and IOB2 output fit; same order as the former HF dataset.
 CHUNK_TAGS = ("O",) + tuple(
-    f"{p}-{t}" for t in ("ADJP", "ADVP", "CONJP", "INTJ", "LST", "NP", "PP", "PRT", "SBAR", "UCP", "VP")
-    for p in "BI"
+    f"{p}-{t}" for t in ("ADJP", "ADVP", "CONJP", "INTJ", "LST", "NP", "PP", "PRT", "SBAR", "UCP", "VP") for p in "BI"
 )
 TAG_COLUMNS = ("pos_tags", "chunk_tags", "ner_tags")
 IOB_COLUMNS = ("chunk_tags", "ner_tags")
@@ -43,7 +87,7 @@ _BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class ConllFormatError(ValueError):
     """Bad CoNLL input; ``path`` and ``line`` (1-based, None when not about one line) say where."""
 
-    def __init__(self, path, line: Optional[int], message: str):
+    def __init__(self, path, line: int | None, message: str):
         self.path, self.line = str(path), line
         super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
 
@@ -85,9 +129,9 @@ def _shown(line: str, limit: int = 80) -> str:
 def read_conll(
     path,
     columns: Sequence[str] = CONLL2003_COLUMNS,
-    separator: Optional[str] = None,
+    separator: str | None = None,
     encoding: str = "utf-8",
-    label_names: Optional[Mapping[str, Sequence[str]]] = None,
+    label_names: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[Sentence]:
     """Yield the sentences of a CoNLL column file, strictly (see ConllFormatError).
 
@@ -107,7 +151,7 @@ def read_conll(
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise ConllFormatError(path, line, f"bytes not valid {encoding}: {data[err.start:err.end]!r}") from None
+        raise ConllFormatError(path, line, f"bytes not valid {encoding}: {data[err.start : err.end]!r}") from None
     text = text.removeprefix("\ufeff")
     ncols, described = len(columns), " ".join(columns)
     wanted = [(i, c) for i, c in enumerate(columns) if c != IGNORED_COLUMN]

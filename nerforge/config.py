@@ -27,25 +27,72 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    model_name_or_path: str = field(default="bert-large-cased", metadata={"help": "Hub id or local folder of the encoder."})
-    revision: Optional[str] = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of the encoder."})
-    tiny_model: bool = field(default=False, metadata={"help": "Ignore model_name_or_path: build a 2-layer BERT from scratch with a vocabulary made from the training words (offline demo and tests)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub to run. Off by default."})
+    model_name_or_path: str = field(
+        default="bert-large-cased", metadata={"help": "Hub id or local folder of the encoder."}
+    )
+    revision: Optional[str] = field(
+        default=None, metadata={"help": "Hub revision (branch, tag or commit) of the encoder."}
+    )
+    tiny_model: bool = field(
+        default=False,
+        metadata={
+            "help": "Ignore model_name_or_path: build a 2-layer BERT from scratch with a vocabulary made from the training words (offline demo and tests)."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub to run. Off by default."}
+    )
 
 
 @dataclass
 class DataConfig:
-    data_dir: Optional[str] = field(default=None, metadata={"help": "Folder with raw CoNLL files (eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt). None: download the raw release."})
-    dataset_path: Optional[str] = field(default=None, metadata={"help": "A prepared dataset instead of raw files: the folder written by `python -m conll2003_loader build`, or a Hub dataset id."})
+    data_dir: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Folder with raw CoNLL files (eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt). None: download the raw release."
+        },
+    )
+    dataset_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "A prepared dataset instead of raw files: the folder written by `python -m conll2003_loader build`, or a Hub dataset id."
+        },
+    )
     dataset_name: str = field(default="conll2003", metadata={"help": "Name given to the data in the model card."})
-    tagging_scheme: Literal["iob2", "iob1"] = field(default="iob2", metadata={"help": "Tags to train on: iob2 (converted, default) or the raw files' iob1."})
-    columns: Optional[list[str]] = field(default=None, metadata={"help": "Column layout of the raw files, e.g. tokens ner_tags. Default: CoNLL-2003's four columns."})
-    label_names: Optional[list[str]] = field(default=None, metadata={"help": "Tag set for corpora other than CoNLL-2003 (default: inferred from train)."})
-    max_length: int = field(default=512, metadata={"help": "Longest model input in word pieces, special tokens included. Longer sentences are windowed, never truncated."})
-    stride: int = field(default=32, metadata={"help": "Word pieces of context kept on each side of a window when a sentence is cut."})
-    context_size: int = field(default=0, metadata={"help": "Word pieces of document context on each side of a sentence (0: none)."})
-    pack_length: int = field(default=0, metadata={"help": "Label consecutive sentences of a document together in one window, up to this many word pieces (0: one sentence per window). With context_size, the context is then paid once per group instead of once per sentence; pack_length + 2 x context_size must fit in max_length."})
-    label_all_tokens: bool = field(default=False, metadata={"help": "Train on every word piece (B- becomes I- on continuations), not only the first of each word."})
+    tagging_scheme: Literal["iob2", "iob1"] = field(
+        default="iob2", metadata={"help": "Tags to train on: iob2 (converted, default) or the raw files' iob1."}
+    )
+    columns: Optional[list[str]] = field(
+        default=None,
+        metadata={"help": "Column layout of the raw files, e.g. tokens ner_tags. Default: CoNLL-2003's four columns."},
+    )
+    label_names: Optional[list[str]] = field(
+        default=None, metadata={"help": "Tag set for corpora other than CoNLL-2003 (default: inferred from train)."}
+    )
+    max_length: int = field(
+        default=512,
+        metadata={
+            "help": "Longest model input in word pieces, special tokens included. Longer sentences are windowed, never truncated."
+        },
+    )
+    stride: int = field(
+        default=32, metadata={"help": "Word pieces of context kept on each side of a window when a sentence is cut."}
+    )
+    context_size: int = field(
+        default=0, metadata={"help": "Word pieces of document context on each side of a sentence (0: none)."}
+    )
+    pack_length: int = field(
+        default=0,
+        metadata={
+            "help": "Label consecutive sentences of a document together in one window, up to this many word pieces (0: one sentence per window). With context_size, the context is then paid once per group instead of once per sentence; pack_length + 2 x context_size must fit in max_length."
+        },
+    )
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on every word piece (B- becomes I- on continuations), not only the first of each word."
+        },
+    )
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for Dataset.map."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
 
@@ -53,7 +100,9 @@ class DataConfig:
 @dataclass
 class TrainingConfig:
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints, metrics and the export go."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh in an output_dir that already holds a run."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start afresh in an output_dir that already holds a run."}
+    )
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -62,24 +111,44 @@ class TrainingConfig:
     warmup_ratio: float = 0.1
     lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     max_grad_norm: float = 1.0
-    sparse_embedding_updates: bool = field(default=False, metadata={"help": "Word embeddings get sparse gradients and SparseAdam (lazy Adam, no weight decay on them): a step updates only the rows its batch used. Faster on CPU; one process, no fp16."})
+    sparse_embedding_updates: bool = field(
+        default=False,
+        metadata={
+            "help": "Word embeddings get sparse gradients and SparseAdam (lazy Adam, no weight decay on them): a step updates only the rows its batch used. Faster on CPU; one process, no fp16."
+        },
+    )
     num_train_epochs: float = 3.0
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs when >= 0; 0 evaluates and exports the model as loaded)."})
+    max_steps: int = field(
+        default=-1,
+        metadata={
+            "help": "Stop after this many optimizer steps (overrides num_train_epochs when >= 0; 0 evaluates and exports the model as loaded)."
+        },
+    )
     seed: int = 42
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."})
-    save_steps: int = field(default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."})
+    eval_steps: int = field(
+        default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."}
+    )
+    save_steps: int = field(
+        default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."}
+    )
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
     logging_steps: int = 50
-    early_stopping_patience: int = field(default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."})
+    early_stopping_patience: int = field(
+        default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."}
+    )
     resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder."})
-    report_to: str = field(default="tensorboard", metadata={"help": "accelerate tracker(s), comma-separated, or 'none'."})
+    report_to: str = field(
+        default="tensorboard", metadata={"help": "accelerate tracker(s), comma-separated, or 'none'."}
+    )
     dataloader_num_workers: int = 0
     push_to_hub: bool = False
     hub_model_id: Optional[str] = None
     hub_private: bool = False
     hub_revision: Optional[str] = None
     hub_commit_message: str = "Upload NER model trained with nerforge"
-    example_text: Optional[str] = field(default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."})
+    example_text: Optional[str] = field(
+        default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."}
+    )
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
@@ -151,14 +220,18 @@ def validate(cfg: RunConfig) -> RunConfig:
     if d.stride < 0 or d.context_size < 0 or d.pack_length < 0:
         raise ConfigError("data.stride, data.context_size and data.pack_length must be >= 0")
     if d.pack_length and d.pack_length + 2 * d.context_size + 2 > d.max_length:
-        raise ConfigError(f"data.pack_length {d.pack_length} + 2 x data.context_size {d.context_size} + 2 special "
-                          f"tokens exceeds data.max_length {d.max_length}")
+        raise ConfigError(
+            f"data.pack_length {d.pack_length} + 2 x data.context_size {d.context_size} + 2 special "
+            f"tokens exceeds data.max_length {d.max_length}"
+        )
     if t.gradient_accumulation_steps < 1 or t.per_device_train_batch_size < 1 or t.per_device_eval_batch_size < 1:
         raise ConfigError("batch sizes and gradient_accumulation_steps must be >= 1")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"training.warmup_ratio: expected a value in [0, 1), got {t.warmup_ratio}")
     if t.push_to_hub and not t.hub_model_id:
-        raise ConfigError("training.push_to_hub needs training.hub_model_id (e.g. your-name/bert-large-cased-conll2003)")
+        raise ConfigError(
+            "training.push_to_hub needs training.hub_model_id (e.g. your-name/bert-large-cased-conll2003)"
+        )
     return cfg
 
 
@@ -199,7 +272,8 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     if known.config:
         parser.set_defaults(**read_yaml(known.config))
     model, data, training, unknown = parser.parse_args_into_dataclasses(
-        rest, look_for_args_file=False, return_remaining_strings=True)
+        rest, look_for_args_file=False, return_remaining_strings=True
+    )
     if unknown:
         raise ConfigError(f"unknown command-line arguments: {' '.join(unknown)}")
     return validate(RunConfig(model, data, training))
@@ -208,6 +282,8 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
 def load_saved(path: str | Path) -> RunConfig:
     """Read back a `training_config.yaml` saved with a checkpoint or export."""
     flat = read_yaml(path)
-    sections = {name: cls(**{k: v for k, v in flat.items() if k in {f.name for f in dataclasses.fields(cls)}})
-                for name, cls in SECTIONS.items()}
+    sections = {
+        name: cls(**{k: v for k, v in flat.items() if k in {f.name for f in dataclasses.fields(cls)}})
+        for name, cls in SECTIONS.items()
+    }
     return validate(RunConfig(**sections))

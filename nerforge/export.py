@@ -112,8 +112,14 @@ def plot_training_curve(history: Sequence[Mapping[str, Any]], path: str | os.Pat
     ax.set_xlabel("optimizer step")
     handles = []
     if loss_x:
-        (h,) = ax.plot(loss_x, loss_y, color="tab:blue", marker="o" if len(loss_x) < 30 else None,
-                       markersize=3, label="training loss")
+        (h,) = ax.plot(
+            loss_x,
+            loss_y,
+            color="tab:blue",
+            marker="o" if len(loss_x) < 30 else None,
+            markersize=3,
+            label="training loss",
+        )
         handles.append(h)
         ax.set_ylabel("training loss", color="tab:blue")
     else:
@@ -379,8 +385,14 @@ def render_model_card(
 # ---------------------------------------------------------------------------
 
 RETRY_HINT = "python -m nerforge.push OUTPUT_DIR/model --hub_model_id user/name"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 
 
 class PushError(RuntimeError):
@@ -542,8 +554,9 @@ def push_export(
 
     call("create the repository", api.create_repo, repo_id, private=private, exist_ok=True, repo_type="model")
     if revision:
-        call(f"create branch {revision!r}", api.create_branch, repo_id, branch=revision, exist_ok=True,
-             repo_type="model")
+        call(
+            f"create branch {revision!r}", api.create_branch, repo_id, branch=revision, exist_ok=True, repo_type="model"
+        )
     info = call(
         "upload the folder",
         api.upload_folder,

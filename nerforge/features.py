@@ -33,9 +33,9 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 IGNORE = -100
 
@@ -66,8 +66,10 @@ def continuation_piece_label(label: int, label_all_tokens: bool, continuation: S
 def check_pack_fits(pack_length: int, context_size: int, budget: int, max_length: int) -> None:
     """A packed group and its context on both sides must fit in one window of `budget` pieces."""
     if pack_length and pack_length + 2 * context_size > budget:
-        raise ValueError(f"pack_length {pack_length} + 2 x context_size {context_size} does not fit in windows "
-                         f"of {budget} word pieces (max_length {max_length})")
+        raise ValueError(
+            f"pack_length {pack_length} + 2 x context_size {context_size} does not fit in windows "
+            f"of {budget} word pieces (max_length {max_length})"
+        )
 
 
 def fill_empty_words(pieces_per_word: list[list[int]], unk_id: int) -> list[list[int]]:
@@ -186,8 +188,13 @@ def make_windows(
         n_right = min(len(right), free - n_left)
         left = left[len(left) - n_left :] if n_left else []
         right = right[:n_right]
-        windows.append(Window(left + pieces + right, [IGNORE] * n_left + labels + [IGNORE] * n_right,
-                              [-1] * n_left + word_index + [-1] * n_right))
+        windows.append(
+            Window(
+                left + pieces + right,
+                [IGNORE] * n_left + labels + [IGNORE] * n_right,
+                [-1] * n_left + word_index + [-1] * n_right,
+            )
+        )
     return windows
 
 
@@ -240,8 +247,9 @@ def tokenize_and_window(
     backend = clear_truncation_and_padding(tokenizer)
     encs = backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
     if as_table and not context_size and not pack_length:
-        table = one_window_table(encs, batch[label_column], indices, prefix, suffix, budget, label_all_tokens,
-                                 continuation)
+        table = one_window_table(
+            encs, batch[label_column], indices, prefix, suffix, budget, label_all_tokens, continuation
+        )
         if table is not None:
             return table
     unk = tokenizer.unk_token_id
@@ -249,8 +257,11 @@ def tokenize_and_window(
     flat = [[t for p in sent for t in p] for sent in pieces]
     docs = batch.get("document_id") or [0] * len(words)
 
-    groups = pack_sentences([len(f) for f in flat], docs, pack_length) if pack_length else [
-        (i, i + 1) for i in range(len(words))]
+    groups = (
+        pack_sentences([len(f) for f in flat], docs, pack_length)
+        if pack_length
+        else [(i, i + 1) for i in range(len(words))]
+    )
     out = {"input_ids": [], "labels": [], "word_index": [], "example_id": [], "length": []}
     for i, end in groups:
         left: list[int] = []
@@ -267,8 +278,15 @@ def tokenize_and_window(
         group_pieces = [p for k in range(i, end) for p in pieces[k]]
         group_labels = [lab for k in range(i, end) for lab in batch[label_column][k]]
         for win in make_windows(
-            group_pieces, group_labels, budget, stride, left, right, context_size,
-            label_all_tokens, continuation,
+            group_pieces,
+            group_labels,
+            budget,
+            stride,
+            left,
+            right,
+            context_size,
+            label_all_tokens,
+            continuation,
         ):
             ids = prefix + win.pieces + suffix
             out["input_ids"].append(ids)
@@ -279,8 +297,9 @@ def tokenize_and_window(
     return out
 
 
-def one_window_table(encs, word_labels, indices, prefix, suffix, budget: int, label_all_tokens: bool,
-                     continuation: Sequence[int] | None):
+def one_window_table(
+    encs, word_labels, indices, prefix, suffix, budget: int, label_all_tokens: bool, continuation: Sequence[int] | None
+):
     """The rows `tokenize_and_window` makes for a batch in which every sentence fits one window and
     every word has a word piece (no document context, no packing), computed over the whole batch at
     once with numpy and returned as an Arrow table; None when any sentence needs the general path.
@@ -288,9 +307,10 @@ def one_window_table(encs, word_labels, indices, prefix, suffix, budget: int, la
     The labelling rule is the module's: a word's first piece carries its label, continuation pieces
     `continuation_piece_label`, specials -100. On CoNLL-2003 train this is every batch, and it spares
     the per-piece Python loops (tested equal to the general path)."""
+    from itertools import chain
+
     import numpy as np
     import pyarrow as pa
-    from itertools import chain
 
     n = len(encs)
     n_pieces = np.fromiter((len(e.ids) for e in encs), np.int64, n)
@@ -331,25 +351,44 @@ def one_window_table(encs, word_labels, indices, prefix, suffix, budget: int, la
             out[offsets[1:] - n_suf + k] = v
         return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(out))
 
-    return pa.table({
-        # int32 ids: the type datasets gives an `input_ids` column written from Python lists
-        "input_ids": lay_out(ids, prefix, suffix, np.int32),
-        "labels": lay_out(labels, [IGNORE] * n_pre, [IGNORE] * n_suf),
-        "word_index": lay_out(word_index, [-1] * n_pre, [-1] * n_suf),
-        "example_id": pa.array(np.asarray(indices, dtype=np.int64)),
-        "length": pa.array(lengths),
-    })
+    return pa.table(
+        {
+            # int32 ids: the type datasets gives an `input_ids` column written from Python lists
+            "input_ids": lay_out(ids, prefix, suffix, np.int32),
+            "labels": lay_out(labels, [IGNORE] * n_pre, [IGNORE] * n_suf),
+            "word_index": lay_out(word_index, [-1] * n_pre, [-1] * n_suf),
+            "example_id": pa.array(np.asarray(indices, dtype=np.int64)),
+            "length": pa.array(lengths),
+        }
+    )
 
 
-def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_all_tokens: bool,
-                   context_size: int, label_names: Sequence[str], num_proc: int | None = None,
-                   label_column: str = "ner_tags", pack_length: int = 0):
+def build_features(
+    dataset,
+    tokenizer,
+    *,
+    max_length: int,
+    stride: int,
+    label_all_tokens: bool,
+    context_size: int,
+    label_names: Sequence[str],
+    num_proc: int | None = None,
+    label_column: str = "ner_tags",
+    pack_length: int = 0,
+):
     """Windows for a whole split, batched and cached by datasets' fingerprinting."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast tokenizer is required (word_ids() aligns labels to words)")
     whole_documents = bool(context_size or pack_length)
-    settings = dict(max_length=max_length, stride=stride, label_all_tokens=label_all_tokens, context_size=context_size,
-                    pack_length=pack_length, label_column=label_column, label_names=list(label_names))
+    settings = dict(
+        max_length=max_length,
+        stride=stride,
+        label_all_tokens=label_all_tokens,
+        context_size=context_size,
+        pack_length=pack_length,
+        label_column=label_column,
+        label_names=list(label_names),
+    )
     return dataset.map(
         tokenize_and_window,
         batched=True,
@@ -359,10 +398,17 @@ def build_features(dataset, tokenizer, *, max_length: int, stride: int, label_al
         with_indices=True,
         remove_columns=dataset.column_names,
         num_proc=None if whole_documents else num_proc,
-        fn_kwargs=dict(tokenizer=tokenizer, max_length=max_length, stride=stride,
-                       label_all_tokens=label_all_tokens, context_size=context_size, pack_length=pack_length,
-                       label_column=label_column, continuation=continuation_label_map(label_names),
-                       as_table=True),
+        fn_kwargs=dict(
+            tokenizer=tokenizer,
+            max_length=max_length,
+            stride=stride,
+            label_all_tokens=label_all_tokens,
+            context_size=context_size,
+            pack_length=pack_length,
+            label_column=label_column,
+            continuation=continuation_label_map(label_names),
+            as_table=True,
+        ),
         desc="word pieces and windows",
         new_fingerprint=features_fingerprint(dataset._fingerprint, tokenizer, settings),
     )
@@ -375,8 +421,14 @@ def features_fingerprint(input_fingerprint: str, tokenizer, settings: dict) -> s
     before use), the settings, and this module's source, so that a change of code invalidates the cache."""
     backend = clear_truncation_and_padding(tokenizer)
     h = hashlib.sha256()
-    for part in (input_fingerprint, backend.to_str().encode(), special_token_layout(tokenizer),
-                 tokenizer.unk_token_id, json.dumps(settings, sort_keys=True), Path(__file__).read_bytes()):
+    for part in (
+        input_fingerprint,
+        backend.to_str().encode(),
+        special_token_layout(tokenizer),
+        tokenizer.unk_token_id,
+        json.dumps(settings, sort_keys=True),
+        Path(__file__).read_bytes(),
+    ):
         h.update(part if isinstance(part, bytes) else repr(part).encode())
         h.update(b"\0")
     return h.hexdigest()[:32]
@@ -445,13 +497,16 @@ def collate(rows: list[dict], pad_id: int, multiple_of: int = 1):
         labels[i, :k] = torch.tensor(r["labels"])
         word_index[i, :k] = torch.tensor(r["word_index"])
     example_id = torch.tensor([r["example_id"] for r in rows], dtype=torch.long)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "word_index": word_index, "example_id": example_id}
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "word_index": word_index,
+        "example_id": example_id,
+    }
 
 
-def assemble_predictions(
-    pred_ids, word_index, example_id, n_words: Sequence[int]
-) -> list[list[int]]:
+def assemble_predictions(pred_ids, word_index, example_id, n_words: Sequence[int]) -> list[list[int]]:
     """Scatter per-token predictions back to words: one predicted id per word of every sentence.
 
     `pred_ids` and `word_index` are [windows, tokens] arrays, `example_id` is [windows]. A word index
@@ -481,4 +536,4 @@ def assemble_predictions(
     missing = [pos for pos, p in enumerate(flat) if p is None]
     if missing:
         raise RuntimeError(f"{len(missing)} words got no prediction, e.g. " + ", ".join(where(m) for m in missing[:5]))
-    return [flat[starts[i]:starts[i + 1]] for i in range(len(n_words))]  # type: ignore[misc]
+    return [flat[starts[i] : starts[i + 1]] for i in range(len(n_words))]  # type: ignore[misc]

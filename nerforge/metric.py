@@ -210,7 +210,5 @@ def align_label_names(model_id2label: Mapping[int, str], dataset_names: Sequence
             continue
         unknown.append(label)
     if unknown:
-        raise ValueError(
-            f"model labels {unknown} have no counterpart among the dataset tags {names}"
-        )
+        raise ValueError(f"model labels {unknown} have no counterpart among the dataset tags {names}")
     return mapping

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 # Model families whose tokenizers need a leading space to treat pre-split words as words.
 PREFIX_SPACE_MODELS = {"roberta", "xlm-roberta", "longformer", "deberta", "deberta-v2", "bart", "gpt2", "modernbert"}
 
 
-def build_tiny_bert(words: Iterable[str], label_names: Sequence[str], out_dir: str | Path, seed: int = 0,
-                    hidden_size: int = 64, num_layers: int = 2) -> Path:
+def build_tiny_bert(
+    words: Iterable[str],
+    label_names: Sequence[str],
+    out_dir: str | Path,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
     """Write a randomly initialised 2-layer BERT and a cased word-level vocabulary made from `words`
     (plus single characters, so unseen words still split into pieces) to `out_dir`."""
     import torch
@@ -24,9 +30,14 @@ def build_tiny_bert(words: Iterable[str], label_names: Sequence[str], out_dir: s
     vocab += chars + ["##" + c for c in chars] + [w for w in words if w not in set(chars)]
     tokenizer = BertTokenizerFast(vocab={tok: i for i, tok in enumerate(dict.fromkeys(vocab))}, do_lower_case=False)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=512,
-        num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
     )
     with torch.random.fork_rng():  # leave the caller's RNG stream untouched
@@ -37,23 +48,31 @@ def build_tiny_bert(words: Iterable[str], label_names: Sequence[str], out_dir: s
     return out_dir
 
 
-def load_model_and_tokenizer(name_or_path: str, label_names: Sequence[str], revision: str | None = None,
-                             trust_remote_code: bool = False):
+def load_model_and_tokenizer(
+    name_or_path: str, label_names: Sequence[str], revision: str | None = None, trust_remote_code: bool = False
+):
     """A fast tokenizer and a token-classification head whose labels are the dataset's names."""
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
     config = AutoConfig.from_pretrained(
-        name_or_path, revision=revision, trust_remote_code=trust_remote_code,
-        num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+        name_or_path,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
     )
     extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, use_fast=True,
-                                              trust_remote_code=trust_remote_code, **extra)
+    tokenizer = AutoTokenizer.from_pretrained(
+        name_or_path, revision=revision, use_fast=True, trust_remote_code=trust_remote_code, **extra
+    )
     if not tokenizer.is_fast:
         raise ValueError(f"{name_or_path}: no fast tokenizer; word_ids() alignment needs one")
     model = AutoModelForTokenClassification.from_pretrained(
-        name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code,
+        name_or_path,
+        config=config,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
         ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on another tag set gets a fresh head
     )
     return model, tokenizer
@@ -67,8 +86,11 @@ def param_groups(model, weight_decay: float, skip=()) -> list[dict]:
         if not p.requires_grad or id(p) in skip_ids:
             continue
         lname = name.lower()
-        (no_decay if name.endswith("bias") or "layernorm" in lname or "layer_norm" in lname or "norm." in lname
-         else decay).append(p)
+        (
+            no_decay
+            if name.endswith("bias") or "layernorm" in lname or "layer_norm" in lname or "norm." in lname
+            else decay
+        ).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -82,8 +104,10 @@ def build_optimizers(model, learning_rate: float, weight_decay: float, sparse_em
     embedding = model.get_input_embeddings() if sparse_embeddings else None
     if embedding is not None:
         if not isinstance(embedding, torch.nn.Embedding):
-            raise ValueError(f"sparse_embedding_updates: the input embeddings are a {type(embedding).__name__}, "
-                             "not a torch.nn.Embedding")
+            raise ValueError(
+                f"sparse_embedding_updates: the input embeddings are a {type(embedding).__name__}, "
+                "not a torch.nn.Embedding"
+            )
         embedding.sparse = True
     groups = param_groups(model, weight_decay, skip=[embedding.weight] if embedding is not None else ())
     try:

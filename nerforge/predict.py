@@ -33,9 +33,9 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Sequence
 
 from nerforge.features import assemble_predictions, collate, pad_multiple, tokenize_and_window
 from nerforge.metric import entity_type, prefix_bare_labels, score
@@ -58,16 +58,23 @@ def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return words, spans
 
 
-def entities_from_tags(words: Sequence[str], spans: Sequence[tuple[int, int]], tags: Sequence[str],
-                       scores: Sequence[float] | None = None, text: str | None = None) -> list[dict]:
+def entities_from_tags(
+    words: Sequence[str],
+    spans: Sequence[tuple[int, int]],
+    tags: Sequence[str],
+    scores: Sequence[float] | None = None,
+    text: str | None = None,
+) -> list[dict]:
     """Entities of one sentence from its word tags (conlleval chunk rules, IOB1 or IOB2).
 
     Returns ``[{"type", "text", "start", "end", "score"}]``: ``text`` is ``text[start:end]`` when the
     original line is given, else the words joined by as many spaces as their offsets are apart;
     ``score`` is the mean of ``scores`` over the entity's words (1.0 when no scores are given)."""
     if not (len(words) == len(spans) == len(tags)) or (scores is not None and len(scores) != len(tags)):
-        raise ValueError(f"{len(words)} words, {len(spans)} spans, {len(tags)} tags"
-                         + (f", {len(scores)} scores" if scores is not None else ""))
+        raise ValueError(
+            f"{len(words)} words, {len(spans)} spans, {len(tags)} tags"
+            + (f", {len(scores)} scores" if scores is not None else "")
+        )
     chunks: list[tuple[str, int, int]] = []  # (type, first word, last word)
     prev_type = None
     for i, tag in enumerate(tags):
@@ -91,8 +98,9 @@ def entities_from_tags(words: Sequence[str], spans: Sequence[tuple[int, int]], t
             for k in range(first + 1, last + 1):
                 surface += " " * max(0, spans[k][0] - spans[k - 1][1]) + words[k]
         probs = [float(scores[k]) for k in range(first, last + 1)] if scores is not None else [1.0]
-        out.append({"type": typ, "text": surface, "start": int(start), "end": int(end),
-                    "score": sum(probs) / len(probs)})
+        out.append(
+            {"type": typ, "text": surface, "start": int(start), "end": int(end), "score": sum(probs) / len(probs)}
+        )
     return out
 
 
@@ -112,8 +120,13 @@ def _training_defaults(name_or_path: str) -> dict:
     from nerforge.config import load_saved
 
     cfg = load_saved(path)
-    return {"max_length": cfg.data.max_length, "stride": cfg.data.stride, "context_size": cfg.data.context_size,
-            "pack_length": cfg.data.pack_length, "batch_size": cfg.training.per_device_eval_batch_size}
+    return {
+        "max_length": cfg.data.max_length,
+        "stride": cfg.data.stride,
+        "context_size": cfg.data.context_size,
+        "pack_length": cfg.data.pack_length,
+        "batch_size": cfg.training.per_device_eval_batch_size,
+    }
 
 
 def _position_limit(model) -> int | None:
@@ -122,8 +135,11 @@ def _position_limit(model) -> int | None:
     if not isinstance(pos, int) or pos <= 0:
         return None
     # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
-    offset = getattr(model.config, "pad_token_id", None) if getattr(model.config, "model_type", "") in (
-        "roberta", "xlm-roberta", "camembert", "longformer") else None
+    offset = (
+        getattr(model.config, "pad_token_id", None)
+        if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer")
+        else None
+    )
     return pos - (offset + 1 if isinstance(offset, int) else 0)
 
 
@@ -154,8 +170,19 @@ class Predictor:
         bf16: run the forward pass under bfloat16 autocast.
     """
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 64, max_length: int | None = None, stride: int = 32,
-                 context_size: int = 0, pack_length: int = 0, device=None, bf16: bool = False):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        stride: int = 32,
+        context_size: int = 0,
+        pack_length: int = 0,
+        device=None,
+        bf16: bool = False,
+    ):
         import torch
 
         if not getattr(tokenizer, "is_fast", False):
@@ -190,8 +217,9 @@ class Predictor:
         self.id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False,
-                        **kw) -> "Predictor":
+    def from_pretrained(
+        cls, name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False, **kw
+    ) -> Predictor:
         """Load an export folder or Hub id. ``batch_size``/``max_length``/``stride``/``context_size`` not
         given (or None) default to the values in the export's ``training_config.yaml`` when present."""
         from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
@@ -201,10 +229,12 @@ class Predictor:
         name_or_path = str(name_or_path)
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, use_fast=True,
-                                                  trust_remote_code=trust_remote_code, **extra)
-        model = AutoModelForTokenClassification.from_pretrained(name_or_path, config=config, revision=revision,
-                                                                trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, revision=revision, use_fast=True, trust_remote_code=trust_remote_code, **extra
+        )
+        model = AutoModelForTokenClassification.from_pretrained(
+            name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code
+        )
         for key, value in _training_defaults(name_or_path).items():
             if kw.get(key) is None:
                 kw[key] = value
@@ -223,11 +253,21 @@ class Predictor:
             if self.context_size or self.pack_length:
                 while end < n and document_ids[end] == document_ids[end - 1]:
                     end += 1
-            batch = {"tokens": sentences[start:end], "ner_tags": [[0] * len(s) for s in sentences[start:end]],
-                     "document_id": document_ids[start:end]}
-            part = tokenize_and_window(batch, list(range(start, end)), tokenizer=self.tokenizer,
-                                       max_length=self.max_length, stride=self.stride, label_all_tokens=False,
-                                       context_size=self.context_size, pack_length=self.pack_length)
+            batch = {
+                "tokens": sentences[start:end],
+                "ner_tags": [[0] * len(s) for s in sentences[start:end]],
+                "document_id": document_ids[start:end],
+            }
+            part = tokenize_and_window(
+                batch,
+                list(range(start, end)),
+                tokenizer=self.tokenizer,
+                max_length=self.max_length,
+                stride=self.stride,
+                label_all_tokens=False,
+                context_size=self.context_size,
+                pack_length=self.pack_length,
+            )
             for key in feats:
                 feats[key] += part[key]
             start = end
@@ -253,16 +293,18 @@ class Predictor:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         multiple_of = pad_multiple(self.device.type)
         pred_rows, prob_rows, index_rows, word_rows, example_rows = [], [], [], [], []
-        autocast = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16
-                    else nullcontext())
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         flat = 0
         with torch.inference_mode(), autocast:
             for b in range(0, len(order), self.batch_size):
-                rows = [{key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
-                        for k in order[b : b + self.batch_size]]
+                rows = [
+                    {key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
+                    for k in order[b : b + self.batch_size]
+                ]
                 batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
-                logits = self.model(input_ids=batch["input_ids"].to(self.device),
-                                    attention_mask=batch["attention_mask"].to(self.device)).logits.float()
+                logits = self.model(
+                    input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
+                ).logits.float()
                 pred = logits.argmax(-1)
                 prob = logits.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
                 width = pred.shape[1]
@@ -292,8 +334,9 @@ class Predictor:
 
     entities_from_tags = staticmethod(entities_from_tags)
 
-    def predict_words_with_scores(self, sentences: list[list[str]], document_ids: list[int] | None = None
-                                  ) -> tuple[list[list[str]], list[list[float]]]:
+    def predict_words_with_scores(
+        self, sentences: list[list[str]], document_ids: list[int] | None = None
+    ) -> tuple[list[list[str]], list[list[float]]]:
         """Tags (names from ``model.config.id2label``) and their softmax probabilities, one per word.
 
         ``document_ids`` (one per sentence) group consecutive sentences into documents for
@@ -320,8 +363,10 @@ class Predictor:
                 doc = i
             doc_ids.append(doc)
         tags, probs = self.predict_words_with_scores([w for w, _ in split], doc_ids)
-        return [{"text": t, "entities": entities_from_tags(w, s, tg, pr, text=t)}
-                for t, (w, s), tg, pr in zip(texts, split, tags, probs)]
+        return [
+            {"text": t, "entities": entities_from_tags(w, s, tg, pr, text=t)}
+            for t, (w, s), tg, pr in zip(texts, split, tags, probs)
+        ]
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -345,12 +390,15 @@ def _conll_output_lines(raw_lines: list[str], sentences, predictions: list[list[
 
 
 def _format_metrics(m: dict) -> str:
-    rows = [f"processed {m['num_words']} words in {m['num_sentences']} sentences; accuracy {100 * m['accuracy']:.2f}%",
-            f"entity micro: precision {100 * m['precision']:.2f}%  recall {100 * m['recall']:.2f}%  "
-            f"F1 {100 * m['f1']:.2f}"]
+    rows = [
+        f"processed {m['num_words']} words in {m['num_sentences']} sentences; accuracy {100 * m['accuracy']:.2f}%",
+        f"entity micro: precision {100 * m['precision']:.2f}%  recall {100 * m['recall']:.2f}%  F1 {100 * m['f1']:.2f}",
+    ]
     for typ, r in m["per_type"].items():
-        rows.append(f"  {typ:>8s}: precision {100 * r['precision']:6.2f}%  recall {100 * r['recall']:6.2f}%  "
-                    f"F1 {100 * r['f1']:6.2f}  ({r['support']})")
+        rows.append(
+            f"  {typ:>8s}: precision {100 * r['precision']:6.2f}%  recall {100 * r['recall']:6.2f}%  "
+            f"F1 {100 * r['f1']:6.2f}  ({r['support']})"
+        )
     return "\n".join(rows)
 
 
@@ -362,7 +410,7 @@ def _read_conll(args):
     sentences = list(read_conll(path, tuple(args.columns), args.separator, args.encoding))
     decoded = path.read_bytes().decode(args.encoding)  # read_conll has checked the encoding
     bom = "\ufeff" if decoded.startswith("\ufeff") else ""
-    raw = decoded[len(bom):].split("\n")  # split as read_conll does: line numbers agree
+    raw = decoded[len(bom) :].split("\n")  # split as read_conll does: line numbers agree
     for s in sentences:  # a sentence's token lines are consecutive from its first line
         for k, tok in enumerate(s.tokens):
             if tok not in raw[s.line - 1 + k]:
@@ -388,8 +436,11 @@ def _run_conll(args, predictor: Predictor, parsed) -> None:
         gold = [s.tags["ner_tags"] for s in sentences]
         metrics = score(gold, pred)
         if any(g != c for s in gold for g, c in zip(s, iob1_to_iob2(s))):
-            print("note: the gold tags are IOB1 and the predictions IOB2: tag accuracy counts B-/I- "
-                  "differences, entity scores (conlleval chunks) do not", file=sys.stderr)
+            print(
+                "note: the gold tags are IOB1 and the predictions IOB2: tag accuracy counts B-/I- "
+                "differences, entity scores (conlleval chunks) do not",
+                file=sys.stderr,
+            )
         if args.metrics_json:
             Path(args.metrics_json).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         print(_format_metrics(metrics), file=sys.stderr)
@@ -405,7 +456,7 @@ def _read_text(args) -> list[str]:
             text = data.decode(args.encoding)
         except UnicodeDecodeError as err:
             line = data.count(b"\n", 0, err.start) + 1
-            raise ValueError(f"{path}:{line}: bytes not valid {args.encoding}: {data[err.start:err.end]!r}") from None
+            raise ValueError(f"{path}:{line}: bytes not valid {args.encoding}: {data[err.start : err.end]!r}") from None
     else:
         text = sys.stdin.read()
     text = text.removeprefix("\ufeff")
@@ -430,28 +481,53 @@ def _run_text(args, predictor: Predictor, lines: list[str]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nerforge.predict", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m nerforge.predict",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="export folder or Hub id of a token-classification model")
     p.add_argument("input", nargs="?", default=None, help="raw text file, one sentence a line (default: stdin)")
     p.add_argument("--conll", default=None, help="CoNLL column file to tag (instead of raw text)")
-    p.add_argument("--columns", nargs="+", default=["tokens", "pos_tags", "chunk_tags", "ner_tags"],
-                   help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _); "
-                        "ner_tags, when present, is the gold column")
+    p.add_argument(
+        "--columns",
+        nargs="+",
+        default=["tokens", "pos_tags", "chunk_tags", "ner_tags"],
+        help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _); "
+        "ner_tags, when present, is the gold column",
+    )
     p.add_argument("--separator", default=None, help="column separator of --conll (default: spaces/tabs)")
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--output", default=None, help="output file (default: stdout)")
     p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="windows per forward pass (default: training_config.yaml's eval batch size, else 64)")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="word pieces per window (default: training_config.yaml, else model max capped at 512)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: training_config.yaml's eval batch size, else 64)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="word pieces per window (default: training_config.yaml, else model max capped at 512)",
+    )
     p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--document-context", type=int, default=None, metavar="N",
-                   help="word pieces of document context (CoNLL: -DOCSTART- groups; text: paragraphs)")
-    p.add_argument("--pack-length", type=int, default=None, metavar="N",
-                   help="label sentences of a document together, up to N word pieces per window "
-                        "(default: training_config.yaml, else 0)")
+    p.add_argument(
+        "--document-context",
+        type=int,
+        default=None,
+        metavar="N",
+        help="word pieces of document context (CoNLL: -DOCSTART- groups; text: paragraphs)",
+    )
+    p.add_argument(
+        "--pack-length",
+        type=int,
+        default=None,
+        metavar="N",
+        help="label sentences of a document together, up to N word pieces per window "
+        "(default: training_config.yaml, else 0)",
+    )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     return p
@@ -465,10 +541,16 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        predictor = Predictor.from_pretrained(args.model, batch_size=args.batch_size, max_length=args.max_length,
-                                              stride=args.stride, context_size=args.document_context,
-                                              pack_length=args.pack_length,
-                                              device=args.device, bf16=args.bf16)
+        predictor = Predictor.from_pretrained(
+            args.model,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            stride=args.stride,
+            context_size=args.document_context,
+            pack_length=args.pack_length,
+            device=args.device,
+            bf16=args.bf16,
+        )
         if args.conll:
             _run_conll(args, predictor, parsed)
         else:

@@ -13,12 +13,44 @@ import sys
 from pathlib import Path
 
 # Invented names: (words, entity type).
-PER = ["Mara Lindqvist", "Tomas Okafor", "Ilse Brandauer", "Kenji Watanabe", "Aisha Mbeki", "Pavel Horak",
-       "Lucia Ferreira", "Oren Shalev", "Nadia Petrova", "Samir Haddad", "Greta Olsen", "Diego Alvarez"]
-ORG = ["Northwind Bank", "Velta Motors", "Kestrel Airways", "the Ministry of Trade", "Orbis Labs",
-       "Harbor Union", "Solano FC", "Tarn Energy", "Quill Press", "Meridian Group"]
-LOC = ["Valdora", "Port Ellis", "Kaskar", "New Hollin", "Bremmark", "Lake Suvi", "Ostrava Bay", "Calder",
-       "Ruvena", "Tessaly"]
+PER = [
+    "Mara Lindqvist",
+    "Tomas Okafor",
+    "Ilse Brandauer",
+    "Kenji Watanabe",
+    "Aisha Mbeki",
+    "Pavel Horak",
+    "Lucia Ferreira",
+    "Oren Shalev",
+    "Nadia Petrova",
+    "Samir Haddad",
+    "Greta Olsen",
+    "Diego Alvarez",
+]
+ORG = [
+    "Northwind Bank",
+    "Velta Motors",
+    "Kestrel Airways",
+    "the Ministry of Trade",
+    "Orbis Labs",
+    "Harbor Union",
+    "Solano FC",
+    "Tarn Energy",
+    "Quill Press",
+    "Meridian Group",
+]
+LOC = [
+    "Valdora",
+    "Port Ellis",
+    "Kaskar",
+    "New Hollin",
+    "Bremmark",
+    "Lake Suvi",
+    "Ostrava Bay",
+    "Calder",
+    "Ruvena",
+    "Tessaly",
+]
 MISC = ["Valdoran", "Kaskari", "Olympic", "Euro Cup", "Bremmish", "Nobel", "Tessalian", "World Series"]
 
 # Templates: words, with {PER}/{ORG}/{LOC}/{MISC} slots.
@@ -37,9 +69,26 @@ TEMPLATES = [
     "The {MISC} team arrived in {LOC} on Friday .",
     "{PER} {PER} and {PER} signed the letter .",
 ]
-POS = {",": ",", ".": ".", "the": "DT", "The": "DT", "in": "IN", "of": "IN", "on": "IN", "for": "IN",
-       "and": "CC", "said": "VBD", "would": "MD", "will": "MD", "an": "DT", "her": "PRP$", "two": "CD",
-       "3": "CD", "2-1": "CD", "a": "DT"}
+POS = {
+    ",": ",",
+    ".": ".",
+    "the": "DT",
+    "The": "DT",
+    "in": "IN",
+    "of": "IN",
+    "on": "IN",
+    "for": "IN",
+    "and": "CC",
+    "said": "VBD",
+    "would": "MD",
+    "will": "MD",
+    "an": "DT",
+    "her": "PRP$",
+    "two": "CD",
+    "3": "CD",
+    "2-1": "CD",
+    "a": "DT",
+}
 
 
 def _tag_entity(words: list[str], etype: str, touching: bool) -> list[tuple[str, str, str, str]]:
@@ -63,7 +112,11 @@ def sentence(rng: random.Random) -> list[tuple[str, str, str, str]]:
             last_type = etype
         else:
             pos = POS.get(piece, "NN" if piece.islower() else "NNP")
-            chunk = "I-NP" if pos in ("NN", "NNP", "DT", "CD", "PRP$") else ("O" if pos in (",", ".") else "I-VP" if pos.startswith(("VB", "MD")) else "I-PP")
+            chunk = (
+                "I-NP"
+                if pos in ("NN", "NNP", "DT", "CD", "PRP$")
+                else ("O" if pos in (",", ".") else "I-VP" if pos.startswith(("VB", "MD")) else "I-PP")
+            )
             rows.append((piece, pos, chunk, "O"))
             last_type = None
     return rows

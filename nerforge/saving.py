@@ -77,12 +77,18 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
         cfg.save(tmp / "training_config.yaml")
         write_json_atomic(tmp / "metrics.json", metrics)
         export.plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
-        export.render_model_card(tmp, run_config=cfg.to_dict(), metrics=metrics, label_names=list(label_names),
-                                 repo_id=cfg.training.hub_model_id,
-                                 do_lower_case=getattr(tokenizer, "do_lower_case", None))
+        export.render_model_card(
+            tmp,
+            run_config=cfg.to_dict(),
+            metrics=metrics,
+            label_names=list(label_names),
+            repo_id=cfg.training.hub_model_id,
+            do_lower_case=getattr(tokenizer, "do_lower_case", None),
+        )
         swap_in(tmp, export_dir)
     except OSError as e:
         shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
-        raise ExportError(f"could not write the export to {export_dir}: {e}; "
-                          f"any previous export there is unchanged") from e
+        raise ExportError(
+            f"could not write the export to {export_dir}: {e}; any previous export there is unchanged"
+        ) from e
     return export_dir

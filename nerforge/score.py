@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
 from nerforge.predict import Predictor
@@ -39,9 +39,16 @@ def _saved_config(model: str):
     return load_saved(path)
 
 
-def load_split(split: str, *, data_dir: str | None = None, dataset_path: str | None = None,
-               cache_dir: str | None = None, tagging_scheme: str = "iob2", columns: Sequence[str] | None = None,
-               label_names: Sequence[str] | None = None):
+def load_split(
+    split: str,
+    *,
+    data_dir: str | None = None,
+    dataset_path: str | None = None,
+    cache_dir: str | None = None,
+    tagging_scheme: str = "iob2",
+    columns: Sequence[str] | None = None,
+    label_names: Sequence[str] | None = None,
+):
     """One split of raw CoNLL files (through conll2003_loader) or of a prepared dataset."""
     if dataset_path:
         from datasets import load_dataset, load_from_disk
@@ -90,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data-dir", help="folder with raw CoNLL files (train/valid/test)")
     src.add_argument("--dataset-path", help="prepared dataset: build folder, save_to_disk folder or Hub id")
     p.add_argument("--split", default="test")
-    p.add_argument("--tagging-scheme", choices=["iob2", "iob1"], default=None,
-                   help="gold tags of --data-dir (default: the export's training config, else iob2)")
+    p.add_argument(
+        "--tagging-scheme",
+        choices=["iob2", "iob1"],
+        default=None,
+        help="gold tags of --data-dir (default: the export's training config, else iob2)",
+    )
     p.add_argument("--columns", nargs="+", default=None, help="column layout of --data-dir files")
     p.add_argument("--cache-dir", default=None, help="datasets cache folder")
     p.add_argument("--batch-size", type=int, default=None)
@@ -110,21 +121,35 @@ def main(argv: list[str] | None = None) -> int:
         saved = _saved_config(args.model)
         data = saved.data if saved is not None else None
         split = load_split(
-            args.split, data_dir=args.data_dir, dataset_path=args.dataset_path, cache_dir=args.cache_dir,
+            args.split,
+            data_dir=args.data_dir,
+            dataset_path=args.dataset_path,
+            cache_dir=args.cache_dir,
             tagging_scheme=args.tagging_scheme or (data.tagging_scheme if data else "iob2"),
             columns=args.columns or (data.columns if data else None),
             label_names=data.label_names if data else None,
         )
-        predictor = Predictor.from_pretrained(args.model, batch_size=args.batch_size, max_length=args.max_length,
-                                              stride=args.stride, context_size=args.document_context,
-                                              device=args.device, bf16=args.bf16)
+        predictor = Predictor.from_pretrained(
+            args.model,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            stride=args.stride,
+            context_size=args.document_context,
+            device=args.device,
+            bf16=args.bf16,
+        )
         metrics = score_split(predictor, split)
     except (ValueError, OSError) as e:  # ConllFormatError is a ValueError naming file and line
         print(f"error: {e}", file=sys.stderr)
         return 2
-    metrics["settings"] = {"model": args.model, "split": args.split, "max_length": predictor.max_length,
-                           "stride": predictor.stride, "context_size": predictor.context_size,
-                           "batch_size": predictor.batch_size}
+    metrics["settings"] = {
+        "model": args.model,
+        "split": args.split,
+        "max_length": predictor.max_length,
+        "stride": predictor.stride,
+        "context_size": predictor.context_size,
+        "batch_size": predictor.batch_size,
+    }
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.output_json:

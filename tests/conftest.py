@@ -28,9 +28,39 @@ def tiny_tokenizer():
     """BERT word-piece tokenizer over a small vocabulary: 'Washington' -> 'Wash', '##ing', '##ton'."""
     from transformers import BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "The", "in", "of", "EU", "rejects", "German",
-             "call", "to", "boycott", "British", "lamb", ".", ",", "Wash", "##ing", "##ton", "Peter", "Black",
-             "##burn", "a", "b", "c", "##a", "##b", "##c"]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "the",
+        "The",
+        "in",
+        "of",
+        "EU",
+        "rejects",
+        "German",
+        "call",
+        "to",
+        "boycott",
+        "British",
+        "lamb",
+        ".",
+        ",",
+        "Wash",
+        "##ing",
+        "##ton",
+        "Peter",
+        "Black",
+        "##burn",
+        "a",
+        "b",
+        "c",
+        "##a",
+        "##b",
+        "##c",
+    ]
     return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=False)
 
 

@@ -55,7 +55,6 @@ def _get(figures, section, key, default="not run"):
 
 def render(figures: dict) -> str:
     """The README block (markers included) for ``figures``; deterministic (no timings)."""
-    f = lambda s, k, d="not run": _get(figures, s, k, d)  # noqa: E731
     lines = [
         BEGIN,
         "## Reliability",
@@ -118,8 +117,10 @@ def render(figures: dict) -> str:
         lines.append("| Output faults | not run |")
     secrets = figures.get("secrets")
     if secrets:
-        lines.append(f"| HF_TOKEN marker found in written files / log lines | {secrets['hits']} "
-                     f"(scanned {secrets['files']} files, {secrets['log_lines']} log lines) |")
+        lines.append(
+            f"| HF_TOKEN marker found in written files / log lines | {secrets['hits']} "
+            f"(scanned {secrets['files']} files, {secrets['log_lines']} log lines) |"
+        )
     else:
         lines.append("| Secrets | not run |")
     safety = figures.get("safety")
@@ -166,10 +167,12 @@ def main(argv=None) -> int:
         return 0 if ok else 1
     if not args.no_run:
         figures_path().unlink(missing_ok=True)
-        tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_reliability_*.py")
-                       if p.name != "test_reliability_zz_report.py")
-        code = subprocess.call([sys.executable, "-m", "pytest", "-q", *tests,
-                                *args.pytest_args], cwd=ROOT)
+        tests = sorted(
+            str(p.relative_to(ROOT))
+            for p in (ROOT / "tests").glob("test_reliability_*.py")
+            if p.name != "test_reliability_zz_report.py"
+        )
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", *tests, *args.pytest_args], cwd=ROOT)
         if code != 0:
             print(f"pytest exited {code}: README not rewritten", file=sys.stderr)
             return 1

@@ -5,8 +5,10 @@ from conftest import load_bench_script
 
 def test_paired_ratios_are_per_round_with_their_median():
     ab = load_bench_script("ab")
-    rounds = [{"a": {"sentences_per_s": a}, "b": {"sentences_per_s": b}}
-              for a, b in ((70.0, 77.0), (80.0, 76.0), (72.0, 80.64))]
+    rounds = [
+        {"a": {"sentences_per_s": a}, "b": {"sentences_per_s": b}}
+        for a, b in ((70.0, 77.0), (80.0, 76.0), (72.0, 80.64))
+    ]
     s = ab.paired_ratios(rounds)
     assert s["ratios_b_over_a"] == [1.1, 0.95, 1.12]
     assert (s["median"], s["min"], s["max"]) == (1.1, 0.95, 1.12)

@@ -14,15 +14,26 @@ def quality():
 
 def run(q, variant="ours_no_context", seed=0, val=0.9, test=0.85, epochs=1, **changes):
     settings = None if variant == "notebook" else dict(q.TUNED, **changes)
-    return {"variant": variant, "seed": seed, "epochs": epochs, "f1": test, "validation_f1": val,
-            "max_steps": None, "settings": settings, "command": None}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "epochs": epochs,
+        "f1": test,
+        "validation_f1": val,
+        "max_steps": None,
+        "settings": settings,
+        "command": None,
+    }
 
 
 def test_variant_figures_count_only_runs_at_the_recipe_settings(quality):
     other_lr = quality.TUNED["learning_rate"] * 3
-    runs = [run(quality, seed=0, test=0.80), run(quality, seed=1, test=0.82),
-            run(quality, seed=0, test=0.99, learning_rate=other_lr),
-            run(quality, variant="notebook", seed=0, test=0.70, val=None)]
+    runs = [
+        run(quality, seed=0, test=0.80),
+        run(quality, seed=1, test=0.82),
+        run(quality, seed=0, test=0.99, learning_rate=other_lr),
+        run(quality, variant="notebook", seed=0, test=0.70, val=None),
+    ]
     q = quality.summarise(runs)
     assert q["ours_no_context"]["n_seeds"] == 2
     assert q["ours_no_context"]["f1_mean"] == pytest.approx(0.81)
@@ -42,8 +53,11 @@ def test_selection_ranks_by_validation_and_needs_the_most_seeds(quality):
 
 
 def test_selection_ignores_smoke_runs_and_other_variants(quality):
-    runs = [run(quality, seed=0, val=0.88), dict(run(quality, seed=1, val=0.99), max_steps=5),
-            run(quality, variant="ours_context", seed=0, val=0.99)]
+    runs = [
+        run(quality, seed=0, val=0.88),
+        dict(run(quality, seed=1, val=0.99), max_steps=5),
+        run(quality, variant="ours_context", seed=0, val=0.99),
+    ]
     sel = quality.selection(runs)
     assert [(t["changed"], t["n_seeds"]) for t in sel["tried"]] == [("the recipe", 1)]
     assert sel["recipe_is_validation_best"]
@@ -69,14 +83,31 @@ def test_legacy_runs_get_the_settings_of_their_time(quality, tmp_path, monkeypat
     import json
 
     path = tmp_path / "quality.json"
-    path.write_text(json.dumps({"all_runs": [
-        {"variant": "ours_no_context", "seed": 0, "epochs": 1, "f1": 0.8, "learning_rate": 2e-4},
-        {"variant": "ours_context", "seed": 0, "epochs": 1, "f1": 0.8},
-        {"variant": "notebook", "seed": 0, "epochs": 1, "f1": 0.7},
-        {"variant": "ours_no_context", "seed": 1, "epochs": 1, "f1": 0.8,  # recorded before the option existed
-         "settings": dict(quality.LEGACY, learning_rate=2e-4)},
-        {"variant": "ours_no_context", "seed": 2, "epochs": 1, "f1": 0.8,
-         "settings": dict(quality.LEGACY, sparse_embedding_updates=True)}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "all_runs": [
+                    {"variant": "ours_no_context", "seed": 0, "epochs": 1, "f1": 0.8, "learning_rate": 2e-4},
+                    {"variant": "ours_context", "seed": 0, "epochs": 1, "f1": 0.8},
+                    {"variant": "notebook", "seed": 0, "epochs": 1, "f1": 0.7},
+                    {
+                        "variant": "ours_no_context",
+                        "seed": 1,
+                        "epochs": 1,
+                        "f1": 0.8,  # recorded before the option existed
+                        "settings": dict(quality.LEGACY, learning_rate=2e-4),
+                    },
+                    {
+                        "variant": "ours_no_context",
+                        "seed": 2,
+                        "epochs": 1,
+                        "f1": 0.8,
+                        "settings": dict(quality.LEGACY, sparse_embedding_updates=True),
+                    },
+                ]
+            }
+        )
+    )
     monkeypatch.setattr(quality, "RESULTS", path)
     runs = quality.load_runs()
     assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, sparse_embedding_updates=False)
@@ -88,10 +119,13 @@ def test_legacy_runs_get_the_settings_of_their_time(quality, tmp_path, monkeypat
 
 
 def test_command_template_drops_what_differs_between_seeds(quality):
-    c = ("/x/.venv/bin/python /x/train_accelerate.py --model_name_or_path m --output_dir /tmp/q/ours_no_q1e1 "
-         "--overwrite_output_dir --report_to none --seed 1 --cache_dir /tmp/q/c --num_train_epochs 1")
-    assert quality.command_template(c) == ("python train_accelerate.py --model_name_or_path m --report_to none "
-                                           "--seed SEED --num_train_epochs 1")
+    c = (
+        "/x/.venv/bin/python /x/train_accelerate.py --model_name_or_path m --output_dir /tmp/q/ours_no_q1e1 "
+        "--overwrite_output_dir --report_to none --seed 1 --cache_dir /tmp/q/c --num_train_epochs 1"
+    )
+    assert quality.command_template(c) == (
+        "python train_accelerate.py --model_name_or_path m --report_to none --seed SEED --num_train_epochs 1"
+    )
 
 
 def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
@@ -100,16 +134,32 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     s = quality.bench.recipe_settings(path)
     from nerforge.config import DataConfig, TrainingConfig
 
-    assert s == {"learning_rate": 2e-4, "warmup_ratio": TrainingConfig.warmup_ratio, "tagging_scheme": "iob1",
-                 "lr_scheduler_type": TrainingConfig.lr_scheduler_type, "label_all_tokens": DataConfig.label_all_tokens,
-                 "sparse_embedding_updates": TrainingConfig.sparse_embedding_updates}
+    assert s == {
+        "learning_rate": 2e-4,
+        "warmup_ratio": TrainingConfig.warmup_ratio,
+        "tagging_scheme": "iob1",
+        "lr_scheduler_type": TrainingConfig.lr_scheduler_type,
+        "label_all_tokens": DataConfig.label_all_tokens,
+        "sparse_embedding_updates": TrainingConfig.sparse_embedding_updates,
+    }
     path.write_text("training: {learning_rat: 2.0e-4}\n")
     with pytest.raises(Exception, match="learning_rat"):
         quality.bench.recipe_settings(path)
     # the flags the quality runs and bench/run.py's equal-budget run pass to the loop
-    assert quality.bench.recipe_args(s) == ["--learning_rate", "0.0002", "--warmup_ratio", str(TrainingConfig.warmup_ratio),
-                                            "--lr_scheduler_type", "linear", "--tagging_scheme", "iob1",
-                                            "--label_all_tokens", "False", "--sparse_embedding_updates", "False"]
+    assert quality.bench.recipe_args(s) == [
+        "--learning_rate",
+        "0.0002",
+        "--warmup_ratio",
+        str(TrainingConfig.warmup_ratio),
+        "--lr_scheduler_type",
+        "linear",
+        "--tagging_scheme",
+        "iob1",
+        "--label_all_tokens",
+        "False",
+        "--sparse_embedding_updates",
+        "False",
+    ]
 
 
 def test_bf16_runs_are_kept_apart_from_the_fp32_figures(quality):
@@ -124,8 +174,9 @@ def test_bf16_runs_are_kept_apart_from_the_fp32_figures(quality):
 
 
 def test_a_longer_budget_gets_its_own_selection(quality):
-    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [run(quality, seed=s, val=0.89, tagging_scheme="iob1")
-                                                                   for s in range(2)]
+    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [
+        run(quality, seed=s, val=0.89, tagging_scheme="iob1") for s in range(2)
+    ]
     runs += [run(quality, seed=s, epochs=3, val=0.91) for s in range(2)]
     runs += [run(quality, seed=s, epochs=3, val=0.90, tagging_scheme="iob1") for s in range(2)]
     q = quality.summarise(runs)
@@ -148,11 +199,15 @@ def test_recipe_epochs_read_the_config(quality, tmp_path):
 
 def test_the_recipe_budget_decides_once_the_screens_winner_ran_there(quality, monkeypatch):
     monkeypatch.setattr(quality, "recipe_epochs", lambda: 3)
-    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [run(quality, seed=s, val=0.89, tagging_scheme="iob1")
-                                                                   for s in range(2)]
+    runs = [run(quality, seed=s, val=0.88) for s in range(2)] + [
+        run(quality, seed=s, val=0.89, tagging_scheme="iob1") for s in range(2)
+    ]
     q = quality.summarise(runs + [run(quality, seed=0, epochs=3, val=0.91)])
-    assert q["settings_choice"] == {"epochs": 1, "validation_best": dict(quality.TUNED, tagging_scheme="iob1"),
-                                    "recipe_is_validation_best": False}  # not run at 3 epochs yet
+    assert q["settings_choice"] == {
+        "epochs": 1,
+        "validation_best": dict(quality.TUNED, tagging_scheme="iob1"),
+        "recipe_is_validation_best": False,
+    }  # not run at 3 epochs yet
     md = quality.markdown(dict(q, updated="t", machine={}))
     assert "the recipe does **not** have it yet" in md
     runs += [run(quality, seed=s, epochs=3, val=0.91) for s in range(2)]

@@ -1,7 +1,6 @@
 """bench/run.py's summary: which ratios it computes and when a target counts as met. Synthetic
 measurements, no subprocesses, nothing timed."""
 
-
 import pytest
 from conftest import load_bench_script
 
@@ -12,8 +11,11 @@ def bench():
 
 
 def infer(f1_fp32=None, f1_bf16=None):
-    return {"pipeline": {"sentences_per_s": 100.0}, "ours_fp32": {"sentences_per_s": 300.0, "f1": f1_fp32},
-            "ours_bf16": {"sentences_per_s": 600.0, "f1": f1_bf16}}
+    return {
+        "pipeline": {"sentences_per_s": 100.0},
+        "ours_fp32": {"sentences_per_s": 300.0, "f1": f1_fp32},
+        "ours_bf16": {"sentences_per_s": 600.0, "f1": f1_bf16},
+    }
 
 
 def bf16_target(R):
@@ -50,9 +52,13 @@ def test_recipe_args_follow_the_minilm_config(bench):
 
 def test_inference_ratio_is_per_word_when_the_pipeline_saw_a_sample(bench):
     # the pipeline's sample has shorter sentences (10 words) than the whole test set ours ran on (13.3)
-    R = {"infer": {"pipeline": {"sentences_per_s": 100.0, "words_per_s": 1000.0},
-                   "ours_fp32": {"sentences_per_s": 300.0, "words_per_s": 4000.0},
-                   "ours_bf16": {"sentences_per_s": 450.0, "words_per_s": 6000.0}}}
+    R = {
+        "infer": {
+            "pipeline": {"sentences_per_s": 100.0, "words_per_s": 1000.0},
+            "ours_fp32": {"sentences_per_s": 300.0, "words_per_s": 4000.0},
+            "ours_bf16": {"sentences_per_s": 450.0, "words_per_s": 6000.0},
+        }
+    }
     bench.summarize(R, {}, quick=True)
     assert R["summary"]["inference_speedup_vs_pipeline"] == 4.0
     assert R["summary"]["inference_bf16_speedup_vs_pipeline"] == 6.0
@@ -65,8 +71,10 @@ def scale(epochs=None):
     return sc
 
 
-TRAIN = {k: {"sentences_per_s": v} for k, v in
-         (("notebook", 10.0), ("dynamic_padding", 30.0), ("ours_fp32", 50.0), ("ours_bf16", 80.0))}
+TRAIN = {
+    k: {"sentences_per_s": v}
+    for k, v in (("notebook", 10.0), ("dynamic_padding", 30.0), ("ours_fp32", 50.0), ("ours_bf16", 80.0))
+}
 
 
 def test_measured_epoch_times_replace_the_estimate(bench):
@@ -83,15 +91,27 @@ def test_without_measured_epochs_the_estimate_says_so(bench):
     R = {"scale": scale(), "train": TRAIN}
     bench.summarize(R, {}, quick=True)
     S = R["summary"]
-    assert S["scale_epoch_ours_fp32_estimated_s"]["1x"] == pytest.approx(816 / 50.0, abs=0.05)  # ceil(810/16) steps of 16
+    assert S["scale_epoch_ours_fp32_estimated_s"]["1x"] == pytest.approx(
+        816 / 50.0, abs=0.05
+    )  # ceil(810/16) steps of 16
     assert S["scale_epoch_method"].startswith("ESTIMATE") and "scale_epoch_ours_fp32_s" not in S
 
 
 def test_the_gemm_peak_is_the_best_rate_per_size_over_the_measurements(bench):
-    first = {"gemm_gflops_fp32": {"512": 94.0, "1024": 173.0}, "gemm_gflops_bf16": {"512": 388.0, "1024": 385.0},
-             "peak_fp32_gflops": 173.0, "peak_bf16_gflops": 388.0, "hidden": 384}
-    second = {"gemm_gflops_fp32": {"512": 120.0, "1024": 160.0}, "gemm_gflops_bf16": {"512": 380.0, "1024": 401.0},
-              "peak_fp32_gflops": 160.0, "peak_bf16_gflops": 401.0, "hidden": 384}
+    first = {
+        "gemm_gflops_fp32": {"512": 94.0, "1024": 173.0},
+        "gemm_gflops_bf16": {"512": 388.0, "1024": 385.0},
+        "peak_fp32_gflops": 173.0,
+        "peak_bf16_gflops": 388.0,
+        "hidden": 384,
+    }
+    second = {
+        "gemm_gflops_fp32": {"512": 120.0, "1024": 160.0},
+        "gemm_gflops_bf16": {"512": 380.0, "1024": 401.0},
+        "peak_fp32_gflops": 160.0,
+        "peak_bf16_gflops": 401.0,
+        "hidden": 384,
+    }
     g = bench.best_gemm([first, second])
     assert g["gemm_gflops_fp32"] == {"512": 120.0, "1024": 173.0}
     assert (g["peak_fp32_gflops"], g["peak_bf16_gflops"]) == (173.0, 401.0)
@@ -101,11 +121,13 @@ def test_the_gemm_peak_is_the_best_rate_per_size_over_the_measurements(bench):
 
 def test_sparse_embedding_rows_get_their_own_ratio_mfu_and_targets(bench):
     g = {"params_non_embedding": 1e6, "num_layers": 2, "hidden": 8, "peak_fp32_gflops": 2.0, "peak_bf16_gflops": 4.0}
-    train = dict(TRAIN, ours_fp32={"sentences_per_s": 50.0, "pieces_per_s": 100.0},
-                 ours_fp32_sparse={"sentences_per_s": 55.0, "pieces_per_s": 110.0},
-                 ours_bf16_sparse={"sentences_per_s": 100.0, "pieces_per_s": 200.0})
-    R = {"train": train, "prep": {"notebook": {}, "ours_cold": {"pieces": 10, "sum_len_sq": 100},
-                                  "ours_warm": {}}}
+    train = dict(
+        TRAIN,
+        ours_fp32={"sentences_per_s": 50.0, "pieces_per_s": 100.0},
+        ours_fp32_sparse={"sentences_per_s": 55.0, "pieces_per_s": 110.0},
+        ours_bf16_sparse={"sentences_per_s": 100.0, "pieces_per_s": 200.0},
+    )
+    R = {"train": train, "prep": {"notebook": {}, "ours_cold": {"pieces": 10, "sum_len_sq": 100}, "ours_warm": {}}}
     bench.summarize(R, g, quick=True)
     S, T = R["summary"], R["targets"]
     assert S["train_speedup_sparse_embeddings_fp32"] == 1.1

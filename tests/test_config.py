@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from nerforge.config import ConfigError, load_saved, parse_config
 
 
@@ -14,8 +14,11 @@ def write(tmp_path, text):
 
 
 def test_yaml_then_command_line_overrides(tmp_path):
-    path = write(tmp_path, "model: {model_name_or_path: m}\ntraining: {learning_rate: 1e-4, seed: 3}\n"
-                           "data: {columns: [tokens, ner_tags]}\n")
+    path = write(
+        tmp_path,
+        "model: {model_name_or_path: m}\ntraining: {learning_rate: 1e-4, seed: 3}\n"
+        "data: {columns: [tokens, ner_tags]}\n",
+    )
     cfg = parse_config(["--config", path, "--seed", "7", "--label_names", "O", "B-X", "I-X"])
     assert cfg.model.model_name_or_path == "m"
     assert cfg.training.learning_rate == 1e-4  # YAML reads "1e-4" as a string: converted, not rejected
@@ -23,17 +26,20 @@ def test_yaml_then_command_line_overrides(tmp_path):
     assert cfg.data.columns == ["tokens", "ner_tags"] and cfg.data.label_names == ["O", "B-X", "I-X"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("training: {learnin_rate: 0.1}\n", "unknown key 'training.learnin_rate'"),
-    ("optim: {lr: 0.1}\n", "unknown section 'optim'"),
-    ("training: {seed: 1.5}\n", "training.seed: expected an integer"),
-    ("training: {learning_rate: fast}\n", "training.learning_rate: expected a number"),
-    ("data: {label_all_tokens: 'yes'}\n", "data.label_all_tokens: expected true or false"),
-    ("data: {tagging_scheme: bio}\n", "expected one of"),
-    ("training: {push_to_hub: true}\n", "needs training.hub_model_id"),
-    ("data: {max_length: 128, context_size: 32, pack_length: 80}\n", "pack_length 80 \\+ 2 x data.context_size 32"),
-    ("- a\n- b\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("training: {learnin_rate: 0.1}\n", "unknown key 'training.learnin_rate'"),
+        ("optim: {lr: 0.1}\n", "unknown section 'optim'"),
+        ("training: {seed: 1.5}\n", "training.seed: expected an integer"),
+        ("training: {learning_rate: fast}\n", "training.learning_rate: expected a number"),
+        ("data: {label_all_tokens: 'yes'}\n", "data.label_all_tokens: expected true or false"),
+        ("data: {tagging_scheme: bio}\n", "expected one of"),
+        ("training: {push_to_hub: true}\n", "needs training.hub_model_id"),
+        ("data: {max_length: 128, context_size: 32, pack_length: 80}\n", "pack_length 80 \\+ 2 x data.context_size 32"),
+        ("- a\n- b\n", "expected a mapping"),
+    ],
+)
 def test_bad_configs_are_errors(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(["--config", write(tmp_path, text)])
@@ -56,7 +62,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_run_config_loads(path):
-    cfg = parse_config(["--config", str(path)])
+    parse_config(["--config", str(path)])
     first = path.read_text().splitlines()[0]
     assert first.startswith("# accelerate launch") and f"--config configs/{path.name}" in first
 

@@ -25,15 +25,42 @@ def make_tiny_export(folder: Path) -> Path:
     from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "My", "name", "is", "Clara", "and", "I", "live",
-             "in", "Berkeley", ",", "California", ".", "EU", "rejects", "German", "call", "##s"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "My",
+        "name",
+        "is",
+        "Clara",
+        "and",
+        "I",
+        "live",
+        "in",
+        "Berkeley",
+        ",",
+        "California",
+        ".",
+        "EU",
+        "rejects",
+        "German",
+        "call",
+        "##s",
+    ]
     vocab_file = folder.parent / f"{folder.name}-vocab.txt"
     vocab_file.write_text("\n".join(words) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=False)
     config = BertConfig(
-        vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64,
-        id2label=dict(enumerate(NER)), label2id={n: i for i, n in enumerate(NER)},
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        id2label=dict(enumerate(NER)),
+        label2id={n: i for i, n in enumerate(NER)},
     )
     model = BertForTokenClassification(config)
     model.save_pretrained(folder, safe_serialization=True)
@@ -43,7 +70,10 @@ def make_tiny_export(folder: Path) -> Path:
 
 def split_scores(f1: float, seed: float) -> dict:
     return {
-        "precision": 0.9 + seed, "recall": 0.8 + seed, "f1": f1, "accuracy": 0.97 + seed / 10,
+        "precision": 0.9 + seed,
+        "recall": 0.8 + seed,
+        "f1": f1,
+        "accuracy": 0.97 + seed / 10,
         "weighted_f1": f1 - 0.01,
         "per_type": {
             "PER": {"precision": 0.951 + seed, "recall": 0.9612, "f1": 0.95612, "support": 1617},
@@ -51,7 +81,9 @@ def split_scores(f1: float, seed: float) -> dict:
             "LOC": {"precision": 0.9234, "recall": 0.9345, "f1": 0.9289 - seed, "support": 1668},
             "MISC": {"precision": 0.7955, "recall": 0.8123, "f1": 0.8038, "support": 702},
         },
-        "num_sentences": 3453, "num_words": 46435, "loss": 0.1234 + seed,
+        "num_sentences": 3453,
+        "num_words": 46435,
+        "loss": 0.1234 + seed,
     }
 
 
@@ -72,18 +104,47 @@ METRICS = {
 }
 
 RUN_CONFIG = {
-    "model": {"model_name_or_path": "bert-large-cased", "revision": None, "tiny_model": False,
-              "trust_remote_code": False},
-    "data": {"data_dir": "/data/conll2003", "dataset_path": None, "dataset_name": "conll2003",
-             "tagging_scheme": "iob2", "columns": None, "label_names": None, "max_length": 512, "stride": 32,
-             "context_size": 0, "label_all_tokens": False, "preprocessing_num_workers": 2, "cache_dir": None},
-    "training": {"output_dir": "outputs/run", "per_device_train_batch_size": 16, "per_device_eval_batch_size": 64,
-                 "gradient_accumulation_steps": 1, "learning_rate": 2e-5, "weight_decay": 0.01,
-                 "warmup_ratio": 0.1, "lr_scheduler_type": "linear", "max_grad_norm": 1.0,
-                 "num_train_epochs": 5.0, "max_steps": -1, "seed": 42, "eval_steps": 0, "save_steps": 0,
-                 "early_stopping_patience": 0, "push_to_hub": False, "hub_model_id": "someone/bert-large-cased-conll03",
-                 "hub_commit_message": "Upload NER model trained with nerforge",
-                 "hub_token": "hf_SECRETSECRETSECRETSECRET123"},
+    "model": {
+        "model_name_or_path": "bert-large-cased",
+        "revision": None,
+        "tiny_model": False,
+        "trust_remote_code": False,
+    },
+    "data": {
+        "data_dir": "/data/conll2003",
+        "dataset_path": None,
+        "dataset_name": "conll2003",
+        "tagging_scheme": "iob2",
+        "columns": None,
+        "label_names": None,
+        "max_length": 512,
+        "stride": 32,
+        "context_size": 0,
+        "label_all_tokens": False,
+        "preprocessing_num_workers": 2,
+        "cache_dir": None,
+    },
+    "training": {
+        "output_dir": "outputs/run",
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 64,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 2e-5,
+        "weight_decay": 0.01,
+        "warmup_ratio": 0.1,
+        "lr_scheduler_type": "linear",
+        "max_grad_norm": 1.0,
+        "num_train_epochs": 5.0,
+        "max_steps": -1,
+        "seed": 42,
+        "eval_steps": 0,
+        "save_steps": 0,
+        "early_stopping_patience": 0,
+        "push_to_hub": False,
+        "hub_model_id": "someone/bert-large-cased-conll03",
+        "hub_commit_message": "Upload NER model trained with nerforge",
+        "hub_token": "hf_SECRETSECRETSECRETSECRET123",
+    },
 }
 
 
@@ -97,8 +158,9 @@ def rendered(tiny_export):
     (tiny_export / "training_config.yaml").write_text(yaml.safe_dump(RUN_CONFIG, sort_keys=False))
     write_json_atomic(tiny_export / "metrics.json", METRICS)
     plot_training_curve(METRICS["history"], tiny_export / "training_curve.png")
-    card = render_model_card(tiny_export, run_config=RUN_CONFIG, metrics=METRICS, label_names=NER,
-                             repo_id="someone/bert-large-cased-conll03")
+    card = render_model_card(
+        tiny_export, run_config=RUN_CONFIG, metrics=METRICS, label_names=NER, repo_id="someone/bert-large-cased-conll03"
+    )
     return tiny_export, card
 
 
@@ -125,8 +187,11 @@ def test_model_index_holds_exactly_the_passed_numbers(rendered):
 
     card = ModelCard.load(rendered[0] / "README.md")
     got = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
-    expected = {(split, m): METRICS[split][m] for split in ("validation", "test")
-                for m in ("precision", "recall", "f1", "accuracy")}
+    expected = {
+        (split, m): METRICS[split][m]
+        for split in ("validation", "test")
+        for m in ("precision", "recall", "f1", "accuracy")
+    }
     assert got == expected
     assert all(r.task_type == "token-classification" for r in card.data.eval_results)
     assert card.data.model_name == "bert-large-cased-conll03"
@@ -141,11 +206,15 @@ def test_card_body_tables_and_numbers(rendered):
     text = (rendered[0] / "README.md").read_text()
     for split in ("validation", "test"):
         s = METRICS[split]
-        assert f"| {100 * s['precision']:.2f} | {100 * s['recall']:.2f} | {100 * s['f1']:.2f} | " \
-               f"{100 * s['accuracy']:.2f} |" in text
+        assert (
+            f"| {100 * s['precision']:.2f} | {100 * s['recall']:.2f} | {100 * s['f1']:.2f} | "
+            f"{100 * s['accuracy']:.2f} |" in text
+        )
         for name, row in s["per_type"].items():
-            line = (f"| {name} | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | "
-                    f"{100 * row['f1']:.2f} | {row['support']} |")
+            line = (
+                f"| {name} | {100 * row['precision']:.2f} | {100 * row['recall']:.2f} | "
+                f"{100 * row['f1']:.2f} | {row['support']} |"
+            )
             assert line in text, line
     assert "![training curve](training_curve.png)" in text
     assert 'pipeline("ner", model="someone/bert-large-cased-conll03", aggregation_strategy="simple")' in text
@@ -193,8 +262,7 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
     cfg["data"]["tagging_scheme"] = "iob1"
     cfg["license"] = "mit"
     metrics = {"validation": METRICS["validation"]}  # no test split
-    card = render_model_card(tmp_path / "exp", run_config=cfg, metrics=metrics, label_names=NER,
-                             do_lower_case=True)
+    card = render_model_card(tmp_path / "exp", run_config=cfg, metrics=metrics, label_names=NER, do_lower_case=True)
     text = card.text if hasattr(card, "text") else str(card)
     assert card.data.base_model is None
     assert card.data.license == "mit"

@@ -1,8 +1,8 @@
 import random
 
 import pytest
-
 from conftest import NER
+
 from nerforge.features import (
     IGNORE,
     LengthGroupedBatchSampler,
@@ -21,14 +21,17 @@ L = {n: i for i, n in enumerate(NER)}
 
 def windows_for(tok, sentences, labels, **kw):
     batch = {"tokens": sentences, "ner_tags": labels, "document_id": kw.pop("docs", [0] * len(sentences))}
-    opts = dict(max_length=512, stride=4, label_all_tokens=False, context_size=0, continuation=continuation_label_map(NER))
+    opts = dict(
+        max_length=512, stride=4, label_all_tokens=False, context_size=0, continuation=continuation_label_map(NER)
+    )
     opts.update(kw)
     return tokenize_and_window(batch, list(range(len(sentences))), tokenizer=tok, **opts)
 
 
 def test_first_piece_carries_the_label(tiny_tokenizer):
-    out = windows_for(tiny_tokenizer, [["Peter", "Blackburn", "in", "Washington"]],
-                      [[L["B-PER"], L["I-PER"], L["O"], L["B-LOC"]]])
+    out = windows_for(
+        tiny_tokenizer, [["Peter", "Blackburn", "in", "Washington"]], [[L["B-PER"], L["I-PER"], L["O"], L["B-LOC"]]]
+    )
     pieces = tiny_tokenizer.convert_ids_to_tokens(out["input_ids"][0])
     assert pieces == ["[CLS]", "Peter", "Black", "##burn", "in", "Wash", "##ing", "##ton", "[SEP]"]
     assert out["labels"][0] == [IGNORE, L["B-PER"], L["I-PER"], IGNORE, L["O"], L["B-LOC"], IGNORE, IGNORE, IGNORE]
@@ -59,8 +62,15 @@ def test_every_word_predicted_exactly_once(tiny_tokenizer, max_length, context_s
     vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", "\ufe0f", "."]
     sents = [[rng.choice(vocab) for _ in range(n)] for n in (1, 5, 40, 300, 7)]
     tags = [[rng.randrange(len(NER)) for _ in s] for s in sents]
-    out = windows_for(tiny_tokenizer, sents, tags, max_length=max_length, context_size=context_size,
-                      pack_length=pack_length, docs=[0, 0, 0, 1, 1])
+    out = windows_for(
+        tiny_tokenizer,
+        sents,
+        tags,
+        max_length=max_length,
+        context_size=context_size,
+        pack_length=pack_length,
+        docs=[0, 0, 0, 1, 1],
+    )
     assert all(len(ids) <= max_length for ids in out["input_ids"])
     if max_length < 512:
         assert len(out["input_ids"]) > len(sents)  # the long sentences really were cut
@@ -109,8 +119,10 @@ def test_length_grouped_batches_cover_everything_and_are_reproducible():
 
 
 def test_collate_pads_to_the_longest_row_rounded_only_when_asked():
-    rows = [{"input_ids": [2, 5, 3], "labels": [IGNORE, 1, IGNORE], "word_index": [-1, 0, -1], "example_id": 4},
-            {"input_ids": [2] * 9, "labels": [0] * 9, "word_index": [0] * 9, "example_id": 7}]
+    rows = [
+        {"input_ids": [2, 5, 3], "labels": [IGNORE, 1, IGNORE], "word_index": [-1, 0, -1], "example_id": 4},
+        {"input_ids": [2] * 9, "labels": [0] * 9, "word_index": [0] * 9, "example_id": 7},
+    ]
     assert collate(rows, pad_id=0)["input_ids"].shape == (2, 9)
     b = collate(rows, pad_id=0, multiple_of=8)
     assert b["input_ids"].shape == (2, 16)
@@ -136,7 +148,7 @@ def test_assemble_refuses_lost_or_duplicated_words():
 
 def test_pack_sentences_respects_documents_and_budget():
     #              doc 0 ----------  doc 1 ------
-    counts = [3, 4, 2, 9, 1,         2, 2, 20, 1]
+    counts = [3, 4, 2, 9, 1, 2, 2, 20, 1]
     docs = [0, 0, 0, 0, 0, 1, 1, 1, 1]
     assert pack_sentences(counts, docs, 9) == [(0, 3), (3, 4), (4, 5), (5, 7), (7, 8), (8, 9)]
     assert pack_sentences(counts, docs, 100) == [(0, 5), (5, 9)]
@@ -169,8 +181,9 @@ def test_packing_costs_fewer_pieces_than_per_sentence_context(tiny_tokenizer):
     packed = windows_for(tiny_tokenizer, sents, tags, context_size=16, pack_length=48, docs=docs)
     assert sum(packed["length"]) < 0.5 * sum(per_sentence["length"])
     for out in (per_sentence, packed):  # and still every word once
-        assert assemble_predictions(out["labels"], out["word_index"], out["example_id"],
-                                    [len(s) for s in sents]) == tags
+        assert (
+            assemble_predictions(out["labels"], out["word_index"], out["example_id"], [len(s) for s in sents]) == tags
+        )
     with pytest.raises(ValueError, match="pack_length 40 \\+ 2 x context_size 16"):
         windows_for(tiny_tokenizer, sents, tags, context_size=16, pack_length=40, max_length=64, docs=docs)
 
@@ -186,8 +199,9 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
 
     from nerforge.features import build_features, features_fingerprint
 
-    Dataset.from_dict({"tokens": [["the", "EU"], ["German", "lamb"]], "ner_tags": [[0, 3], [7, 0]],
-                       "document_id": [0, 0]}).save_to_disk(tmp_path / "ds")
+    Dataset.from_dict(
+        {"tokens": [["the", "EU"], ["German", "lamb"]], "ner_tags": [[0, 3], [7, 0]], "document_id": [0, 0]}
+    ).save_to_disk(tmp_path / "ds")
     ds = load_from_disk(tmp_path / "ds")  # file-backed, so map writes and reuses cache files
     kw = dict(max_length=32, stride=4, label_all_tokens=False, context_size=0, label_names=NER)
     first = build_features(ds, tiny_tokenizer, **kw)
@@ -216,8 +230,7 @@ def _one_window_rows(tok, sentences, labels, max_length=512, label_all_tokens=Fa
     """The rows of the batch-at-once path, or None where the batch took the general path."""
     import pyarrow as pa
 
-    out = windows_for(tok, sentences, labels, max_length=max_length, label_all_tokens=label_all_tokens,
-                      as_table=True)
+    out = windows_for(tok, sentences, labels, max_length=max_length, label_all_tokens=label_all_tokens, as_table=True)
     return out.to_pydict() if isinstance(out, pa.Table) else None
 
 
@@ -257,11 +270,13 @@ def test_real_train_split_windows_equal_with_and_without_the_batch_path(tmp_path
     names = train.features["ner_tags"].feature.names
     datasets.disable_caching()  # both builds share a fingerprint: the second must not read the first's cache
     try:
-        fast = F.build_features(train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0,
-                                label_names=names)
+        fast = F.build_features(
+            train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
+        )
         monkeypatch.setattr(F, "one_window_table", lambda *a, **k: None)
-        general = F.build_features(train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0,
-                                   label_names=names)
+        general = F.build_features(
+            train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
+        )
     finally:
         datasets.enable_caching()
     assert fast.features == general.features

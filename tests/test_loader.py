@@ -7,12 +7,18 @@ import threading
 
 import datasets
 import pytest
+from loader_fixtures import TRAIN, write_corpus
 
 from conll2003_loader import (
-    Conll2003, Conll2003Config, ConllFormatError, NER_TAGS, infer_label_names, iob1_to_iob2, load_conll, read_conll,
+    NER_TAGS,
+    Conll2003Config,
+    ConllFormatError,
+    infer_label_names,
+    iob1_to_iob2,
+    load_conll,
+    read_conll,
 )
 from conll2003_loader.parsing import CHUNK_TAGS, POS_TAGS, is_iob_tag
-from loader_fixtures import TEST, TRAIN, VALID, write_corpus
 
 FIXED = {"pos_tags": POS_TAGS, "chunk_tags": CHUNK_TAGS, "ner_tags": NER_TAGS}
 
@@ -30,9 +36,17 @@ def _file(tmp_path, data, name="train.txt"):
 
 # --- pure functions -----------------------------------------------------------------------------
 
+
 def test_iob1_to_iob2():
     assert iob1_to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "I-MISC"]) == [
-        "B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG", "B-MISC"]
+        "B-PER",
+        "I-PER",
+        "O",
+        "B-LOC",
+        "B-LOC",
+        "B-ORG",
+        "B-MISC",
+    ]
     iob2 = ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]
     assert iob1_to_iob2(iob2) == iob2
     assert iob1_to_iob2([]) == []
@@ -86,10 +100,15 @@ def test_separator_tab_and_ignored_column(tmp_path):
 
 # --- one test per error kind: file name and line number in the message --------------------------
 
+
 @pytest.mark.parametrize(
     "data, line, needle",
     [
-        ("a DT I-NP O\nEU NNP I-NP\n", 2, "expected 4 columns (tokens pos_tags chunk_tags ner_tags), found 3: 'EU NNP I-NP'"),
+        (
+            "a DT I-NP O\nEU NNP I-NP\n",
+            2,
+            "expected 4 columns (tokens pos_tags chunk_tags ner_tags), found 3: 'EU NNP I-NP'",
+        ),
         ("a DT I-NP O\nb NN I-NP I-PERSON\n", 2, "unknown ner_tags tag 'I-PERSON'"),
         ("a XX I-NP O\n", 1, "unknown pos_tags tag 'XX'"),
         ("a DT I-NP O\n\nb NN I-NP PER\n", 3, "'PER' is not O, B-X or I-X"),
@@ -124,6 +143,7 @@ def test_missing_file_and_directory(tmp_path):
 
 
 # --- builder ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("naming", ["txt", "eng"])
 def test_builder_features_and_sizes(tmp_path, naming):
@@ -166,8 +186,12 @@ def test_two_column_unknown_type_outside_train_is_an_error(tmp_path):
 
 def test_given_label_names(tmp_path):
     raw = write_corpus(tmp_path / "raw", texts=("a O\nb I-PER\n", "c O\n", "d O\n"))
-    ds = load_conll(data_dir=raw, cache_dir=tmp_path / "c", columns=("tokens", "ner_tags"),
-                    label_names=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+    ds = load_conll(
+        data_dir=raw,
+        cache_dir=tmp_path / "c",
+        columns=("tokens", "ner_tags"),
+        label_names=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    )
     assert ds["test"].features["ner_tags"].feature.names == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
@@ -196,6 +220,7 @@ def test_bad_config_values():
 
 # --- HTTP download through datasets' download manager, against 127.0.0.1 ----------------------------
 
+
 @pytest.fixture
 def http_root(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
@@ -217,8 +242,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def test_download_over_http(tmp_path, http_root):
     root, base = http_root
     urls = {"train": f"{base}/eng.train", "validation": f"{base}/eng.testa", "test": f"{base}/eng.testb"}
-    sha = {s: hashlib.sha256((root / n).read_bytes()).hexdigest() for s, n in
-           zip(urls, ("eng.train", "eng.testa", "eng.testb"))}
+    sha = {
+        s: hashlib.sha256((root / n).read_bytes()).hexdigest()
+        for s, n in zip(urls, ("eng.train", "eng.testa", "eng.testb"))
+    }
     ds = load_conll(cache_dir=tmp_path / "cache", urls=urls, sha256=sha)
     assert {k: len(v) for k, v in ds.items()} == {"train": 3, "validation": 1, "test": 2}
     assert list((tmp_path / "cache" / "downloads").glob("*"))  # went through the download cache

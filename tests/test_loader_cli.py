@@ -8,10 +8,11 @@ from pathlib import Path
 
 import datasets
 import pytest
+from loader_fixtures import write_corpus
 
 import conll2003_loader
-from conll2003_loader import Conll2003, __main__ as cli
-from loader_fixtures import write_corpus
+from conll2003_loader import Conll2003
+from conll2003_loader import __main__ as cli
 
 PACKAGE = Path(conll2003_loader.__file__).resolve().parent
 
@@ -31,7 +32,10 @@ def test_build_then_load_dataset(tmp_path, env):
     proc = _run(env, "build", "--data-dir", str(raw), "--output", str(out), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (out / "data").iterdir()) == [
-        "test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
+        "test-00000-of-00001.parquet",
+        "train-00000-of-00001.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "configs:" in card and "dataset_info:" in card
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "load_cache"))
@@ -45,8 +49,20 @@ def test_build_then_load_dataset(tmp_path, env):
 def test_build_two_columns_iob1(tmp_path, env):
     raw = write_corpus(tmp_path / "raw", texts=("a\tI-ORG\nb\tO\n\nc\tI-PER\n", "c\tI-PER\n", "d\tO\n"))
     out = tmp_path / "out"
-    proc = _run(env, "build", "--data-dir", str(raw), "--output", str(out), "--columns", "tokens,ner_tags",
-                "--separator", "tab", "--tagging-scheme", "iob1")
+    proc = _run(
+        env,
+        "build",
+        "--data-dir",
+        str(raw),
+        "--output",
+        str(out),
+        "--columns",
+        "tokens,ner_tags",
+        "--separator",
+        "tab",
+        "--tagging-scheme",
+        "iob1",
+    )
     assert proc.returncode == 0, proc.stderr
     ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "load_cache"))
     feat = ds["train"].features["ner_tags"].feature
@@ -60,13 +76,16 @@ def test_before_build_message(tmp_path, env):
     with pytest.raises(Exception, match=r"run `python -m conll2003_loader build --data-dir RAW_DIR`"):
         datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "load_cache"))
     # after a build into that folder, the placeholder is ignored
-    assert _run(env, "build", "--data-dir", str(write_corpus(tmp_path / "raw")), "--output", str(folder)).returncode == 0
+    assert (
+        _run(env, "build", "--data-dir", str(write_corpus(tmp_path / "raw")), "--output", str(folder)).returncode == 0
+    )
     assert len(datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "lc2"))["train"]) == 3
 
 
 def test_committed_placeholder_is_current(tmp_path):
     cli.write_placeholder(tmp_path / "p.parquet")
     import pyarrow.parquet as pq
+
     assert pq.read_schema(tmp_path / "p.parquet").metadata == pq.read_schema(PACKAGE / cli.PLACEHOLDER).metadata
 
 
@@ -75,7 +94,10 @@ def test_bad_input_exits_2_without_traceback(tmp_path, env):
     proc = _run(env, "build", "--data-dir", str(raw), "--output", str(tmp_path / "out"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == f"error: {raw / 'train.txt'}:2: expected 4 columns (tokens pos_tags chunk_tags ner_tags), found 3: 'EU NNP I-NP'"
+    assert (
+        last
+        == f"error: {raw / 'train.txt'}:2: expected 4 columns (tokens pos_tags chunk_tags ner_tags), found 3: 'EU NNP I-NP'"
+    )
     missing = _run(env, "build", "--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out"))
     assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: ")
 
@@ -87,8 +109,18 @@ def test_push_to_hub_at_the_hub_boundary(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli.HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     out = tmp_path / "out"
-    code = cli.main(["build", "--data-dir", str(write_corpus(tmp_path / "raw")), "--output", str(out),
-                     "--push-to-hub", "me/conll-test", "--private"])
+    code = cli.main(
+        [
+            "build",
+            "--data-dir",
+            str(write_corpus(tmp_path / "raw")),
+            "--output",
+            str(out),
+            "--push-to-hub",
+            "me/conll-test",
+            "--private",
+        ]
+    )
     assert code == 0
     (_, repo, create_kw), (_, upload_kw) = calls
     assert repo == "me/conll-test" and create_kw == {"repo_type": "dataset", "exist_ok": True, "private": True}

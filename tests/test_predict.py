@@ -9,13 +9,30 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import NER, ROOT, SAMPLE_DIR
+
 from nerforge.features import tokenize_and_window
 from nerforge.predict import Predictor, entities_from_tags, split_words
 
-WORDS = ["Mara", "Lindqvist", "said", "Northwind", "Bank", "would", "open", "an", "office", "in", "Port", "Ellis",
-         ".", ",", "Oren", "Shalev", "the"]
+WORDS = [
+    "Mara",
+    "Lindqvist",
+    "said",
+    "Northwind",
+    "Bank",
+    "would",
+    "open",
+    "an",
+    "office",
+    "in",
+    "Port",
+    "Ellis",
+    ".",
+    ",",
+    "Oren",
+    "Shalev",
+    "the",
+]
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +50,15 @@ def predictor(tiny_model_dir):
 def run_cli(*args, stdin=None):
     """`python -m nerforge.predict ARGS` in a fresh process (slow: imports torch; used once)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "nerforge.predict", *map(str, args)], input=stdin,
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nerforge.predict", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -76,9 +100,12 @@ def test_entities_follow_conlleval_chunks_iob1_and_iob2():
     scores = [0.9, 0.7, 1.0, 0.5, 0.5, 1.0, 0.8, 0.6]
     for tags in (iob2, iob1):
         ents = entities_from_tags(words, spans, tags, scores, text=text)
-        assert [(e["type"], e["text"]) for e in ents] == [("PER", "Mara Lindqvist"), ("PER", "Oren Shalev"),
-                                                          ("LOC", "Port Ellis")]
-        assert all(text[e["start"]:e["end"]] == e["text"] for e in ents)
+        assert [(e["type"], e["text"]) for e in ents] == [
+            ("PER", "Mara Lindqvist"),
+            ("PER", "Oren Shalev"),
+            ("LOC", "Port Ellis"),
+        ]
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in ents)
         assert ents[0]["score"] == pytest.approx(0.8)
     # B- splits touching entities of one type; I-X after another type starts an entity.
     ents = entities_from_tags(words[:2], spans[:2], ["I-PER", "B-PER"], None)
@@ -94,8 +121,9 @@ def test_entities_follow_conlleval_chunks_iob1_and_iob2():
 
 @pytest.mark.parametrize("context_size", [0, 5])
 def test_no_word_lost_at_max_length_16(tiny_model_dir, context_size):
-    p = Predictor.from_pretrained(tiny_model_dir, max_length=16, stride=3, context_size=context_size,
-                                  batch_size=3, device="cpu")
+    p = Predictor.from_pretrained(
+        tiny_model_dir, max_length=16, stride=3, context_size=context_size, batch_size=3, device="cpu"
+    )
     sents = random_sentences(1, [1, 3, 40, 0, 100, 7, 15])
     docs = [0, 0, 0, 1, 1, 1, 2]
     tags, probs = p.predict_words_with_scores(sents, docs)
@@ -125,16 +153,22 @@ def test_document_context_changes_windows_not_word_count(tiny_model_dir):
     assert len(feats["input_ids"][0]) > len(enc["input_ids"]) + 2
     # the same windows as the training code builds over the whole split at once
     batch = {"tokens": sents, "ner_tags": [[0] * len(s) for s in sents], "document_id": docs}
-    ref = tokenize_and_window(batch, list(range(len(sents))), tokenizer=p.tokenizer, max_length=32, stride=4,
-                              label_all_tokens=False, context_size=8)
+    ref = tokenize_and_window(
+        batch,
+        list(range(len(sents))),
+        tokenizer=p.tokenizer,
+        max_length=32,
+        stride=4,
+        label_all_tokens=False,
+        context_size=8,
+    )
     assert feats["input_ids"] == ref["input_ids"] and feats["word_index"] == ref["word_index"]
     tags = p.predict_words(sents, docs)
     assert [len(t) for t in tags] == [len(s) for s in sents]
 
 
 def test_packed_document_context_predicts_every_word_once(tiny_model_dir):
-    p = Predictor.from_pretrained(tiny_model_dir, max_length=32, stride=4, context_size=4, pack_length=20,
-                                  device="cpu")
+    p = Predictor.from_pretrained(tiny_model_dir, max_length=32, stride=4, context_size=4, pack_length=20, device="cpu")
     sents = random_sentences(4, [4, 6, 50, 3, 9, 2, 2])
     docs = [0, 0, 0, 1, 1, 1, 2]
     feats = p._windows(sents, docs)
@@ -153,8 +187,9 @@ def test_default_max_length_is_capped_and_read_from_training_config(tiny_model_d
 
     export = tmp_path / "export"
     shutil.copytree(tiny_model_dir, export)
-    RunConfig(ModelConfig(), DataConfig(max_length=24, stride=5, context_size=7),
-              TrainingConfig(per_device_eval_batch_size=5)).save(export / "training_config.yaml")
+    RunConfig(
+        ModelConfig(), DataConfig(max_length=24, stride=5, context_size=7), TrainingConfig(per_device_eval_batch_size=5)
+    ).save(export / "training_config.yaml")
     p = Predictor.from_pretrained(export, device="cpu")
     assert (p.max_length, p.stride, p.context_size, p.batch_size) == (24, 5, 7, 5)
     p = Predictor.from_pretrained(export, device="cpu", max_length=20, context_size=0)
@@ -174,8 +209,12 @@ def test_bf16_autocast_and_too_long_max_length(tiny_model_dir):
 
 
 def test_tag_text_offsets_point_into_the_line(predictor):
-    lines = ["Mara Lindqvist said Northwind Bank would open an office in Port Ellis.",
-             "  Oren   Shalev , the office\t(Port Ellis)!", "", "Mara"]
+    lines = [
+        "Mara Lindqvist said Northwind Bank would open an office in Port Ellis.",
+        "  Oren   Shalev , the office\t(Port Ellis)!",
+        "",
+        "Mara",
+    ]
     out = predictor.tag_text(lines, paragraphs=True)
     assert [r["text"] for r in out] == lines
     assert out[2]["entities"] == []
@@ -183,7 +222,7 @@ def test_tag_text_offsets_point_into_the_line(predictor):
     for r in out:
         for e in r["entities"]:
             n_entities += 1
-            assert r["text"][e["start"]:e["end"]] == e["text"]
+            assert r["text"][e["start"] : e["end"]] == e["text"]
             assert set(e) == {"type", "text", "start", "end", "score"} and 0 < e["score"] <= 1
     assert n_entities > 0  # random weights tag plenty of words
 
@@ -198,10 +237,19 @@ def test_cli_raw_text_to_json_lines(cli, tiny_model_dir, tmp_path):
     assert [r["text"] for r in rows] == lines
     for r in rows:
         for e in r["entities"]:
-            assert r["text"][e["start"]:e["end"]] == e["text"]
+            assert r["text"][e["start"] : e["end"]] == e["text"]
     # stdin works too and gives the same output
-    code2, out2, err2 = cli("--model", tiny_model_dir, "--max-length", 16, "--document-context", 4, "--batch-size", 2,
-                            stdin="\n".join(lines) + "\n")
+    code2, out2, err2 = cli(
+        "--model",
+        tiny_model_dir,
+        "--max-length",
+        16,
+        "--document-context",
+        4,
+        "--batch-size",
+        2,
+        stdin="\n".join(lines) + "\n",
+    )
     assert code2 == 0 and out2 == out
 
 
@@ -212,8 +260,20 @@ def test_cli_conll_round_trip(cli, tiny_model_dir, tmp_path):
     src = SAMPLE_DIR / "test.txt"
     out = tmp_path / "pred.txt"
     metrics = tmp_path / "m.json"
-    code, _, err = cli("--model", tiny_model_dir, "--conll", src, "--output", out, "--metrics-json", metrics,
-                       "--max-length", 16, "--document-context", 6)
+    code, _, err = cli(
+        "--model",
+        tiny_model_dir,
+        "--conll",
+        src,
+        "--output",
+        out,
+        "--metrics-json",
+        metrics,
+        "--max-length",
+        16,
+        "--document-context",
+        6,
+    )
     assert code == 0, err
     before = src.read_text(encoding="utf-8").split("\n")
     after = out.read_text(encoding="utf-8").split("\n")
@@ -242,8 +302,11 @@ def test_cli_conll_other_columns_to_stdout(cli, tiny_model_dir, tmp_path):
     out = stdout.split("\n")
     assert len(out) == len(text.split("\n"))
     assert out[:2] == ["-DOCSTART-\tO", ""]
-    assert all(o.startswith(i + "\t") and o.count("\t") == 2 for i, o in zip(text.split("\n"), out) if "\t" in i
-               and not i.startswith("-DOCSTART-"))
+    assert all(
+        o.startswith(i + "\t") and o.count("\t") == 2
+        for i, o in zip(text.split("\n"), out)
+        if "\t" in i and not i.startswith("-DOCSTART-")
+    )
     # tokens only: no gold, nothing scored
     src.write_text("Mara\nLindqvist\n\nPort\n", encoding="utf-8")
     code, stdout, err = cli("--model", tiny_model_dir, "--conll", src, "--columns", "tokens")
@@ -262,11 +325,14 @@ def test_command_bad_conll_exits_2_with_file_and_line(tiny_model_dir, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
 
 
-@pytest.mark.parametrize("content, line", [
-    ("Mara NNP I-NP B-PER\n\nLindqvist NNP I-NP X-PER\n", 3),  # not an IOB tag
-    (b"Mara NNP I-NP B-PER\nLind\xffqvist NNP I-NP I-PER\n", 2),  # not UTF-8
-    ("Mara\x00 NNP I-NP B-PER\n", 1),  # binary
-])
+@pytest.mark.parametrize(
+    "content, line",
+    [
+        ("Mara NNP I-NP B-PER\n\nLindqvist NNP I-NP X-PER\n", 3),  # not an IOB tag
+        (b"Mara NNP I-NP B-PER\nLind\xffqvist NNP I-NP I-PER\n", 2),  # not UTF-8
+        ("Mara\x00 NNP I-NP B-PER\n", 1),  # binary
+    ],
+)
 def test_cli_bad_input_names_file_and_line(cli, tiny_model_dir, tmp_path, content, line):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(content if isinstance(content, bytes) else content.encode())

@@ -86,8 +86,9 @@ class FakeHub:
         def upload_folder(self, **kwargs):
             hub.calls.append(("upload_folder", (), kwargs))
             hub._maybe_fail("upload_folder")
-            return huggingface_hub.CommitInfo(commit_url=URL, commit_message=kwargs.get("commit_message"),
-                                              commit_description="", oid="0123abcd")
+            return huggingface_hub.CommitInfo(
+                commit_url=URL, commit_message=kwargs.get("commit_message"), commit_description="", oid="0123abcd"
+            )
 
         monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
         monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
@@ -158,8 +159,16 @@ def test_token_precedence(export_dir, hub, waits, monkeypatch):
 # --- retries -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make_error", [lambda: http_error(500), lambda: http_error(503), lambda: http_error(429),
-                                        timeout_error, lambda: httpx2.ConnectError("connection refused")])
+@pytest.mark.parametrize(
+    "make_error",
+    [
+        lambda: http_error(500),
+        lambda: http_error(503),
+        lambda: http_error(429),
+        timeout_error,
+        lambda: httpx2.ConnectError("connection refused"),
+    ],
+)
 def test_transient_errors_are_retried_then_succeed(export_dir, hub, waits, make_error):
     hub.failures["upload_folder"] = [make_error(), make_error()]
     assert push_export(export_dir, REPO, backoff_s=0.5) == URL
@@ -253,8 +262,9 @@ def test_token_never_appears_anywhere(export_dir, hub, waits, monkeypatch, capsy
 
 
 def test_cli_success_prints_url(export_dir, hub, waits, capsys):
-    code = push.main([str(export_dir), "--hub_model_id", REPO, "--private", "--revision", "dev",
-                      "--commit_message", "hello"])
+    code = push.main(
+        [str(export_dir), "--hub_model_id", REPO, "--private", "--revision", "dev", "--commit_message", "hello"]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == URL
     assert hub.calls[0][2]["private"] is True
@@ -286,10 +296,20 @@ def test_cli_bad_arguments_exit_2(export_dir, hub, capsys, tmp_path):
 def test_cli_as_module_incomplete_export(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_TOKEN=MARKER,
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "nerforge.push", str(folder), "--hub_model_id", REPO],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_TOKEN=MARKER,
+        PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "nerforge.push", str(folder), "--hub_model_id", REPO],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "not a complete export" in proc.stderr and "Traceback" not in proc.stderr
     assert MARKER not in proc.stdout + proc.stderr

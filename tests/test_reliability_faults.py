@@ -13,7 +13,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from reliability_report import record
 from test_train import FAST, run
@@ -22,7 +21,7 @@ MARKER = "nerforge-secret-marker-7f3a9c"  # the HF_TOKEN of every run here; must
 PUSH = ["--push_to_hub", "--hub_model_id", "x/y"]
 FIGURES: dict = {}
 
-SITECUSTOMIZE = textwrap.dedent('''
+SITECUSTOMIZE = textwrap.dedent("""
     import errno, json, os, types
 
     fault = os.environ.get("NERFORGE_FAULT", "")
@@ -71,12 +70,15 @@ SITECUSTOMIZE = textwrap.dedent('''
             raise OSError(errno.ENOSPC, "No space left on device")
 
         export.plot_training_curve = full_disk
-''')
+""")
 
 
 def folder_digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 class Session:
@@ -92,10 +94,30 @@ class Session:
 
     def run(self, fault: str, *extra):
         log = self.tmp / f"{fault}.jsonl"
-        env = {"PYTHONPATH": f"{self.site}:{ROOT}", "NERFORGE_FAULT": fault, "NERFORGE_FAULT_LOG": str(log),
-               "HF_TOKEN": MARKER, "HF_HOME": str(self.hf_home), "HF_DATASETS_CACHE": str(self.hf_home / "datasets")}
-        p = run("--data_dir", str(self.corpus), "--output_dir", str(self.out), *FAST, "--max_steps", "4",
-                "--eval_steps", "4", "--save_steps", "4", *extra, env=env, check=False)
+        env = {
+            "PYTHONPATH": f"{self.site}:{ROOT}",
+            "NERFORGE_FAULT": fault,
+            "NERFORGE_FAULT_LOG": str(log),
+            "HF_TOKEN": MARKER,
+            "HF_HOME": str(self.hf_home),
+            "HF_DATASETS_CACHE": str(self.hf_home / "datasets"),
+        }
+        p = run(
+            "--data_dir",
+            str(self.corpus),
+            "--output_dir",
+            str(self.out),
+            *FAST,
+            "--max_steps",
+            "4",
+            "--eval_steps",
+            "4",
+            "--save_steps",
+            "4",
+            *extra,
+            env=env,
+            check=False,
+        )
         self.logs += [p.stdout, p.stderr]
         calls = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
         return p, calls
@@ -131,7 +153,8 @@ def test_push_500_is_retried_then_exits_1_with_export_intact(session, push_500):
     assert sorted(p.name for p in export.iterdir()) == uploads[0]["files"] == uploads[-1]["files"]
     assert (session.out / "metrics.json").is_file()
     FIGURES["push HTTP 500 (training run --push_to_hub)"] = (
-        f"retried {len(uploads) - 1} times, exit 1, one-line error; export complete ({len(uploads[0]['files'])} files)")
+        f"retried {len(uploads) - 1} times, exit 1, one-line error; export complete ({len(uploads[0]['files'])} files)"
+    )
 
 
 def test_push_401_not_retried_and_timeouts_retried(session, push_500):
@@ -165,7 +188,8 @@ def test_full_disk_during_export_keeps_previous_export(session, push_500):
     assert folder_digest(session.out / "model") == before
     FIGURES["full disk (ENOSPC) while exporting, end to end"] = (
         f"exit {p.returncode}, one-line error naming the folder and ENOSPC, no traceback; previous export "
-        f"byte-identical ({len(before)} files)")
+        f"byte-identical ({len(before)} files)"
+    )
 
 
 def test_full_disk_error_is_one_line_without_traceback(session):
@@ -179,9 +203,9 @@ def test_full_disk_error_is_one_line_without_traceback(session):
 
 @pytest.fixture
 def tiny_export(tmp_path):
+    from conftest import NER
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from conftest import NER
     from nerforge.config import parse_config
     from nerforge.modeling import build_tiny_bert
     from nerforge.saving import export_run
@@ -206,8 +230,11 @@ def test_export_run_full_disk_in_process(tiny_export, monkeypatch, where):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(where, full)
-    with pytest.raises(ExportError, match=r"could not write the export to .*model: .*No space left on device; "
-                                          r"any previous export there is unchanged"):
+    with pytest.raises(
+        ExportError,
+        match=r"could not write the export to .*model: .*No space left on device; "
+        r"any previous export there is unchanged",
+    ):
         export_run(*args, export)
     assert folder_digest(export) == before
     FIGURES.setdefault("_inproc", set()).add(where)
@@ -217,8 +244,10 @@ def test_failed_export_removes_its_temporary_folder(tiny_export, monkeypatch):
     from nerforge.saving import ExportError, export_run
 
     export, args = tiny_export
-    monkeypatch.setattr("nerforge.saving.write_json_atomic",
-                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+    monkeypatch.setattr(
+        "nerforge.saving.write_json_atomic",
+        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")),
+    )
     with pytest.raises(ExportError):
         export_run(*args, export)
     assert sorted(p.name for p in export.parent.iterdir()) == ["model"]
@@ -243,5 +272,6 @@ def test_zz_record_fault_figures():
         pytest.skip("the fault tests did not all pass in this session")
     FIGURES["full disk (ENOSPC) inside export_run, in process"] = (
         "ExportError naming the folder and ENOSPC; previous export byte-identical (2 write sites); "
-        "temporary folder removed")
+        "temporary folder removed"
+    )
     record("faults", **{k: v for k, v in FIGURES.items() if not k.startswith("_")})

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import NER, ROOT
 from loader_fixtures import TEST, TRAIN
 from reliability_report import record
@@ -183,15 +182,22 @@ def test_bad_input(key, tool, tiny_model, tmp_path, capsys, monkeypatch):
 
 def _module(*args):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
 
 
 SUBPROCESS_CHECKS = []
 
 
-@pytest.mark.parametrize("tool, key", [("build", "binary_garbage.txt"), ("predict", "nul_bytes.txt"),
-                                       ("predict", "generated/directory_instead_of_file.txt")])
+@pytest.mark.parametrize(
+    "tool, key",
+    [
+        ("build", "binary_garbage.txt"),
+        ("predict", "nul_bytes.txt"),
+        ("predict", "generated/directory_instead_of_file.txt"),
+    ],
+)
 def test_real_process_exit_2_without_traceback(tool, key, tiny_model, tmp_path):
     path, args = materialise(key, tmp_path)
     exp = expectation(key, tool)
@@ -202,8 +208,16 @@ def test_real_process_exit_2_without_traceback(tool, key, tiny_model, tmp_path):
         (raw / "test.txt").write_text(TEST)
         shutil.copyfile(path, raw / "valid.txt")
         path = raw / "valid.txt"
-        p = _module("conll2003_loader", "build", "--data-dir", raw, "--output", tmp_path / "out",
-                    "--cache-dir", tmp_path / "cache")
+        p = _module(
+            "conll2003_loader",
+            "build",
+            "--data-dir",
+            raw,
+            "--output",
+            tmp_path / "out",
+            "--cache-dir",
+            tmp_path / "cache",
+        )
     else:
         p = _module("nerforge.predict", "--model", tiny_model, "--conll", path)
         assert p.stdout == ""
@@ -221,8 +235,18 @@ def test_zz_record_figures():
     parsed = [r for r in RESULTS.values() if r[0] == "parse"]
     errors = [r for r in RESULTS.values() if r[0] == "error"]
     generated = sum(k.startswith("generated/") for k in EXPECTED)
-    record("inputs", inputs=len(EXPECTED), committed=len(EXPECTED) - generated, generated=generated,
-           runs=len(RESULTS), errors=len(errors), errors_with_line=sum(r[1] is not None for r in errors),
-           errors_without_line=sum(r[1] is None for r in errors), accepted=len(parsed),
-           tokens_in=sum(r[1] for r in parsed), tokens_out=sum(r[2] for r in parsed),
-           silent_losses=sum(r[1] != r[2] for r in parsed), subprocess_checks=len(SUBPROCESS_CHECKS))
+    record(
+        "inputs",
+        inputs=len(EXPECTED),
+        committed=len(EXPECTED) - generated,
+        generated=generated,
+        runs=len(RESULTS),
+        errors=len(errors),
+        errors_with_line=sum(r[1] is not None for r in errors),
+        errors_without_line=sum(r[1] is None for r in errors),
+        accepted=len(parsed),
+        tokens_in=sum(r[1] for r in parsed),
+        tokens_out=sum(r[2] for r in parsed),
+        silent_losses=sum(r[1] != r[2] for r in parsed),
+        subprocess_checks=len(SUBPROCESS_CHECKS),
+    )

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conftest import CONLL_DIR, NER, ROOT, SAMPLE_DIR
+from conftest import CONLL_DIR, NER, SAMPLE_DIR
 from reliability_report import record
 from test_train import run
 
-pytestmark = [pytest.mark.realdata,
-              pytest.mark.skipif(not (CONLL_DIR / "test.txt").is_file(), reason=f"{CONLL_DIR} is absent")]
+pytestmark = [
+    pytest.mark.realdata,
+    pytest.mark.skipif(not (CONLL_DIR / "test.txt").is_file(), reason=f"{CONLL_DIR} is absent"),
+]
 
 
 def gold_counts():
@@ -52,14 +53,34 @@ LENGTHS = [32, pytest.param(64, marks=pytest.mark.slow), pytest.param(512, marks
 def test_evaluation_scores_every_gold_word(setup, max_length):
     tmp, data, model = setup
     out = tmp / f"eval{max_length}"
-    run("--data_dir", str(data), "--output_dir", str(out), "--model_name_or_path", str(model), "--max_steps", "0",
-        "--max_length", str(max_length), "--stride", str(min(32, max_length // 4)), "--report_to", "none",
-        "--per_device_eval_batch_size", "64")
+    run(
+        "--data_dir",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--model_name_or_path",
+        str(model),
+        "--max_steps",
+        "0",
+        "--max_length",
+        str(max_length),
+        "--stride",
+        str(min(32, max_length // 4)),
+        "--report_to",
+        "none",
+        "--per_device_eval_batch_size",
+        "64",
+    )
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     sentences, words = gold_counts()
     assert (metrics["num_sentences"], metrics["num_words"]) == (sentences, words)
-    record("words", **{f"evaluation, max_length {max_length}": f"{metrics['num_words']} of {words} words "
-                                                                f"({metrics['num_sentences']} sentences)"})
+    record(
+        "words",
+        **{
+            f"evaluation, max_length {max_length}": f"{metrics['num_words']} of {words} words "
+            f"({metrics['num_sentences']} sentences)"
+        },
+    )
 
 
 @pytest.mark.parametrize("max_length", LENGTHS)
@@ -68,8 +89,22 @@ def test_predict_command_tags_every_gold_word(setup, max_length, capsys):
 
     tmp, data, model = setup
     out = tmp / f"pred{max_length}.txt"
-    code = main(["--model", str(model), "--conll", str(CONLL_DIR / "test.txt"), "--output", str(out),
-                 "--max-length", str(max_length), "--batch-size", "64", "--metrics-json", str(tmp / "m.json")])
+    code = main(
+        [
+            "--model",
+            str(model),
+            "--conll",
+            str(CONLL_DIR / "test.txt"),
+            "--output",
+            str(out),
+            "--max-length",
+            str(max_length),
+            "--batch-size",
+            "64",
+            "--metrics-json",
+            str(tmp / "m.json"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     src = (CONLL_DIR / "test.txt").read_text(encoding="utf-8").split("\n")
     res = out.read_text(encoding="utf-8").split("\n")
@@ -84,5 +119,10 @@ def test_predict_command_tags_every_gold_word(setup, max_length, capsys):
     sentences, words = gold_counts()
     m = json.loads((tmp / "m.json").read_text())
     assert tagged == words == m["num_words"] and m["num_sentences"] == sentences
-    record("words", **{f"predict --conll, max_length {max_length}": f"{tagged} of {words} words tagged, "
-                                                                    f"{len(res)} of {len(src)} lines out"})
+    record(
+        "words",
+        **{
+            f"predict --conll, max_length {max_length}": f"{tagged} of {words} words tagged, "
+            f"{len(res)} of {len(src)} lines out"
+        },
+    )

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import NER, ROOT
 from reliability_report import record
 from test_train import FAST, run, weights
@@ -85,8 +84,12 @@ def killed_twice(corpus, reference, tmp_path_factory):
     site.mkdir()
     (site / "sitecustomize.py").write_text(TORCH_LOAD_LOGGER)
     log = tmp / "torch_load.jsonl"
-    p = run(*args, "--resume_from_checkpoint", "latest",
-            env={"PYTHONPATH": f"{site}:{ROOT}", "NERFORGE_TORCH_LOAD_LOG": str(log)})
+    p = run(
+        *args,
+        "--resume_from_checkpoint",
+        "latest",
+        env={"PYTHONPATH": f"{site}:{ROOT}", "NERFORGE_TORCH_LOAD_LOG": str(log)},
+    )
     runs.append(p)
     loads = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     return out, runs, decoys, loads
@@ -136,8 +139,11 @@ def test_zz_record_kill_figures():
 
 
 def _weight_like(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt",
-                                                                      ".safetensors", ".h5", ".msgpack"}]
+    return [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt", ".safetensors", ".h5", ".msgpack"}
+    ]
 
 
 def test_weights_are_safetensors_only(reference, killed_twice):
@@ -157,9 +163,14 @@ def test_weights_are_safetensors_only(reference, killed_twice):
             assert names == ["model.safetensors", "optimizer.bin", "random_states_0.pkl"], (ckpt, names)
             assert "scheduler" in __import__("json").loads((ckpt / "trainer_state.json").read_text())
             checked += len(names)
-    record("safety", **{"weight files": f"{checked} files checked in exports and checkpoints: model weights "
-                                        "only as model.safetensors; pickles only optimizer.bin, "
-                                        "random_states_0.pkl"})
+    record(
+        "safety",
+        **{
+            "weight files": f"{checked} files checked in exports and checkpoints: model weights "
+            "only as model.safetensors; pickles only optimizer.bin, "
+            "random_states_0.pkl"
+        },
+    )
 
 
 def test_checkpoint_pickles_load_with_weights_only(reference):
@@ -177,8 +188,13 @@ def test_resume_loads_every_pickle_with_weights_only(killed_twice):
     assert {x["file"] for x in loads} >= {"optimizer.bin", "random_states_0.pkl"}
     unsafe = sorted({x["file"] for x in loads if x["weights_only"] is not True})
     assert unsafe == []
-    record("safety", **{"pickles loaded on resume": f"{len(loads)} torch.load calls, all weights_only=True "
-                                                    f"({', '.join(sorted({x['file'] for x in loads}))})"})
+    record(
+        "safety",
+        **{
+            "pickles loaded on resume": f"{len(loads)} torch.load calls, all weights_only=True "
+            f"({', '.join(sorted({x['file'] for x in loads}))})"
+        },
+    )
 
 
 def test_trust_remote_code_is_off(reference, monkeypatch):
@@ -202,5 +218,10 @@ def test_trust_remote_code_is_off(reference, monkeypatch):
     load_model_and_tokenizer(str(reference / "tiny_model_init"), NER)
     Predictor.from_pretrained(reference / "model", device="cpu")
     assert len(seen) >= 6 and all(v is False for _, v in seen), seen
-    record("safety", **{"trust_remote_code": "False by default (ModelConfig, parse_config); training and "
-                                             f"prediction loaders called with trust_remote_code=False ({len(seen)} calls)"})
+    record(
+        "safety",
+        **{
+            "trust_remote_code": "False by default (ModelConfig, parse_config); training and "
+            f"prediction loaders called with trust_remote_code=False ({len(seen)} calls)"
+        },
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 import reliability_report as rr
 
 
@@ -18,6 +17,7 @@ def test_readme_block_is_not_stale():
     text = rr.README.read_text(encoding="utf-8") if rr.README.exists() else ""
     block = rr.current_block(text)
     assert block is not None, "README.md has no reliability block: run python tests/reliability_report.py"
+
     # The number of log lines scanned for the token depends on how often progress bars redrew: not a
     # figure that can go stale, so it is not compared.
     def stable(b):
@@ -26,8 +26,10 @@ def test_readme_block_is_not_stale():
     rendered = rr.render(figures)
     if rendered.count("\n| ") != block.count("\n| "):
         pytest.skip("this session recorded a different set of figures (a partial run, e.g. -m 'not slow')")
-    assert stable(block) == stable(rendered), ("README reliability block is stale compared to the figures this suite "
-                                         "recorded: run python tests/reliability_report.py and commit README.md")
+    assert stable(block) == stable(rendered), (
+        "README reliability block is stale compared to the figures this suite "
+        "recorded: run python tests/reliability_report.py and commit README.md"
+    )
 
 
 def test_block_rewrite_touches_nothing_else(tmp_path, monkeypatch):

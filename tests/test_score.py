@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import NER, ROOT, SAMPLE_DIR
+
 from nerforge.metric import prefix_bare_labels, score
 from nerforge.predict import Predictor
 from nerforge.score import main
@@ -76,8 +76,21 @@ def without_settings(metrics):
 
 def test_score_equals_scoring_the_predictions_by_hand(capsys, models, sample, cache_dir, tmp_path):
     out_json = tmp_path / "m.json"
-    code, out, err = run_score(capsys, "--model", models["plain"], "--data-dir", SAMPLE_DIR, "--cache-dir", cache_dir,
-                               "--split", "test", "--max-length", 16, "--output-json", out_json)
+    code, out, err = run_score(
+        capsys,
+        "--model",
+        models["plain"],
+        "--data-dir",
+        SAMPLE_DIR,
+        "--cache-dir",
+        cache_dir,
+        "--split",
+        "test",
+        "--max-length",
+        16,
+        "--output-json",
+        out_json,
+    )
     assert code == 0, err
     printed = json.loads(out)
     assert json.loads(out_json.read_text()) == printed
@@ -92,8 +105,19 @@ def test_score_equals_scoring_the_predictions_by_hand(capsys, models, sample, ca
 def test_permuted_id2label_scores_the_same(capsys, models, cache_dir):
     results = []
     for name in ("plain", "permuted"):
-        code, out, err = run_score(capsys, "--model", models[name], "--data-dir", SAMPLE_DIR, "--cache-dir", cache_dir,
-                                   "--split", "validation", "--max-length", 24)
+        code, out, err = run_score(
+            capsys,
+            "--model",
+            models[name],
+            "--data-dir",
+            SAMPLE_DIR,
+            "--cache-dir",
+            cache_dir,
+            "--split",
+            "validation",
+            "--max-length",
+            24,
+        )
         assert code == 0, err
         results.append(without_settings(json.loads(out)))
     assert results[0]["f1"] > 0  # random weights still predict some entities
@@ -101,8 +125,9 @@ def test_permuted_id2label_scores_the_same(capsys, models, cache_dir):
 
 
 def test_bare_labels_are_prefixed(capsys, models, sample, cache_dir):
-    code, out, err = run_score(capsys, "--model", models["bare"], "--data-dir", SAMPLE_DIR, "--cache-dir", cache_dir,
-                               "--split", "test")
+    code, out, err = run_score(
+        capsys, "--model", models["bare"], "--data-dir", SAMPLE_DIR, "--cache-dir", cache_dir, "--split", "test"
+    )
     assert code == 0, err
     got = without_settings(json.loads(out))
     assert got == by_hand(models["bare"], sample["test"], bare=True)
@@ -110,8 +135,23 @@ def test_bare_labels_are_prefixed(capsys, models, sample, cache_dir):
 
 
 def test_document_context_predicts_every_word_once(capsys, models, sample, cache_dir):
-    code, out, err = run_score(capsys, "--model", models["plain"], "--data-dir", SAMPLE_DIR, "--cache-dir", cache_dir,
-                               "--split", "test", "--max-length", 16, "--document-context", 12, "--batch-size", 7)
+    code, out, err = run_score(
+        capsys,
+        "--model",
+        models["plain"],
+        "--data-dir",
+        SAMPLE_DIR,
+        "--cache-dir",
+        cache_dir,
+        "--split",
+        "test",
+        "--max-length",
+        16,
+        "--document-context",
+        12,
+        "--batch-size",
+        7,
+    )
     assert code == 0, err
     got = json.loads(out)
     assert got["settings"]["context_size"] == 12
@@ -124,8 +164,9 @@ def test_prepared_dataset_without_document_ids(capsys, models, sample, tmp_path)
 
     path = tmp_path / "prepared"
     DatasetDict({"test": sample["test"].remove_columns(["document_id"])}).save_to_disk(path)
-    code, out, err = run_score(capsys, "--model", models["plain"], "--dataset-path", path, "--split", "test",
-                               "--max-length", 16)
+    code, out, err = run_score(
+        capsys, "--model", models["plain"], "--dataset-path", path, "--split", "test", "--max-length", 16
+    )
     assert code == 0, err
     assert without_settings(json.loads(out)) == by_hand(models["plain"], sample["test"], max_length=16)
     code, out, err = run_score(capsys, "--model", models["plain"], "--dataset-path", path, "--split", "train")
@@ -145,9 +186,24 @@ def test_errors_exit_2_without_traceback(capsys, models, cache_dir, tmp_path):
         (bad / name).write_text((SAMPLE_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
     (bad / "test.txt").write_text("Mara NNP I-NP B-PER\nEllis NNP I-LOC\n", encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-m", "nerforge.score", "--model", str(models["plain"]), "--data-dir",
-                          str(bad), "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nerforge.score",
+            "--model",
+            str(models["plain"]),
+            "--data-dir",
+            str(bad),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert res.returncode == 2
     assert f"{bad / 'test.txt'}:2:" in res.stderr
     assert "Traceback" not in res.stderr
@@ -163,15 +219,44 @@ def test_quickstart_export_scores_like_the_training_loop(capsys, tmp_path, conte
     out_dir = tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     res = subprocess.run(
-        [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out_dir),
-         "--report_to", "none", "--max_steps", "30", "--example_text", "", "--context_size", str(context_size),
-         "--cache_dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        [
+            sys.executable,
+            "train_accelerate.py",
+            "--config",
+            "configs/quickstart.yaml",
+            "--output_dir",
+            str(out_dir),
+            "--report_to",
+            "none",
+            "--max_steps",
+            "30",
+            "--example_text",
+            "",
+            "--context_size",
+            str(context_size),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     trained = json.loads((out_dir / "metrics.json").read_text())
     for split in ("test", "validation"):
-        code, out, err = run_score(capsys, "--model", out_dir / "model", "--data-dir", SAMPLE_DIR, "--split", split,
-                                   "--cache-dir", tmp_path / "cache")
+        code, out, err = run_score(
+            capsys,
+            "--model",
+            out_dir / "model",
+            "--data-dir",
+            SAMPLE_DIR,
+            "--split",
+            split,
+            "--cache-dir",
+            tmp_path / "cache",
+        )
         assert code == 0, err
         got = json.loads(out)
         assert got["settings"]["context_size"] == context_size and got["settings"]["max_length"] == 64

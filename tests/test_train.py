@@ -8,12 +8,26 @@ import sys
 
 import pytest
 import yaml
-
-from conftest import ROOT, NER
+from conftest import NER, ROOT
 
 SCRIPT = str(ROOT / "train_accelerate.py")
-FAST = ["--tiny_model", "--max_length", "64", "--stride", "8", "--report_to", "none", "--learning_rate", "3e-3",
-        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "2"]
+FAST = [
+    "--tiny_model",
+    "--max_length",
+    "64",
+    "--stride",
+    "8",
+    "--report_to",
+    "none",
+    "--learning_rate",
+    "3e-3",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "16",
+    "--logging_steps",
+    "2",
+]
 
 
 def run(*args, env=None, check=True):
@@ -43,22 +57,53 @@ def weights(folder):
 @pytest.fixture(scope="module")
 def finished_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "12", "--eval_steps", "4",
-            "--save_steps", "4", "--save_total_limit", "5", "--report_to", "tensorboard",
-            "--example_text", "Mara Lindqvist visited Port Ellis .")
+    p = run(
+        "--data_dir",
+        str(corpus),
+        "--output_dir",
+        str(out),
+        *FAST,
+        "--max_steps",
+        "12",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "5",
+        "--report_to",
+        "tensorboard",
+        "--example_text",
+        "Mara Lindqvist visited Port Ellis .",
+    )
     return out, p
 
 
 def test_exact_files_and_metrics(finished_run):
     out, p = finished_run
-    assert sorted(x.name for x in out.iterdir()) == ["best_model", "checkpoints", "logs", "metrics.json", "model",
-                                                     "tiny_model_init"]
+    assert sorted(x.name for x in out.iterdir()) == [
+        "best_model",
+        "checkpoints",
+        "logs",
+        "metrics.json",
+        "model",
+        "tiny_model_init",
+    ]
     assert sorted(x.name for x in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008", "step-000012"]
     assert sorted(x.name for x in (out / "model").iterdir()) == [
-        "README.md", "config.json", "metrics.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-        "training_config.yaml", "training_curve.png"]
+        "README.md",
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "training_config.yaml",
+        "training_curve.png",
+    ]
     ckpt = out / "checkpoints" / "step-000012"
-    assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {x.name for x in ckpt.iterdir()}
+    assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {
+        x.name for x in ckpt.iterdir()
+    }
     assert not list(out.rglob("*.bin")) or all(x.name == "optimizer.bin" for x in out.rglob("*.bin"))
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -84,8 +129,19 @@ def test_packed_document_context_trains_and_scores_every_sentence(corpus, tmp_pa
     import re
 
     out = tmp_path / "o"
-    p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "3", "--context_size", "8",
-            "--pack_length", "40")
+    p = run(
+        "--data_dir",
+        str(corpus),
+        "--output_dir",
+        str(out),
+        *FAST,
+        "--max_steps",
+        "3",
+        "--context_size",
+        "8",
+        "--pack_length",
+        "40",
+    )
     windows = int(re.search(r"training windows: (\d+)", p.stdout).group(1))
     assert windows < 96 // 2  # several sentences of a document per window
     metrics = json.loads((out / "metrics.json").read_text())
@@ -102,7 +158,7 @@ def test_export_loads_in_pipeline_with_whole_entities(finished_run):
     text = "Mara Lindqvist said Northwind Bank would open an office in Port Ellis ."
     for ent in ner(text):
         assert ent["entity_group"] in {"PER", "ORG", "LOC", "MISC"}
-        assert text[ent["start"]:ent["end"]] == ent["word"] or ent["word"] in text
+        assert text[ent["start"] : ent["end"]] == ent["word"] or ent["word"] in text
         assert not ent["word"].startswith("##")
 
 
@@ -112,8 +168,17 @@ def test_memorises_twenty_sentences(tmp_path):
     write_corpus(tmp_path / "d", seed=5, sizes=(("train", 20),))
     for name in ("valid", "test"):  # score on the very sentences it trains on
         (tmp_path / "d" / f"{name}.txt").write_text((tmp_path / "d" / "train.txt").read_text())
-    run("--data_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "o"), *FAST, "--num_train_epochs", "30",
-        "--warmup_ratio", "0.0")
+    run(
+        "--data_dir",
+        str(tmp_path / "d"),
+        "--output_dir",
+        str(tmp_path / "o"),
+        *FAST,
+        "--num_train_epochs",
+        "30",
+        "--warmup_ratio",
+        "0.0",
+    )
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["test"]["f1"] >= 0.95, metrics["test"]
 
@@ -122,8 +187,21 @@ def test_memorises_twenty_sentences(tmp_path):
 def test_killed_run_resumes_to_identical_weights(corpus, finished_run, tmp_path, kill_at):
     reference, _ = finished_run
     out = tmp_path / "out"
-    args = ["--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "12", "--eval_steps", "4",
-            "--save_steps", "4", "--save_total_limit", "5"]
+    args = [
+        "--data_dir",
+        str(corpus),
+        "--output_dir",
+        str(out),
+        *FAST,
+        "--max_steps",
+        "12",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "5",
+    ]
     p = run(*args, env={"NERFORGE_KILL_AT": kill_at}, check=False)
     assert p.returncode == -9, p.stderr[-2000:]
     if kill_at == "save:8":  # the half-written checkpoint is not a checkpoint
@@ -137,8 +215,19 @@ def test_killed_run_resumes_to_identical_weights(corpus, finished_run, tmp_path,
 
 
 def test_sparse_embedding_updates_train_resume_and_leave_unused_rows_alone(corpus, tmp_path):
-    args = ["--data_dir", str(corpus), *FAST, "--max_steps", "8", "--save_steps", "4", "--eval_steps", "4",
-            "--sparse_embedding_updates", "true"]
+    args = [
+        "--data_dir",
+        str(corpus),
+        *FAST,
+        "--max_steps",
+        "8",
+        "--save_steps",
+        "4",
+        "--eval_steps",
+        "4",
+        "--sparse_embedding_updates",
+        "true",
+    ]
     ref, out = tmp_path / "ref", tmp_path / "out"
     run(*args, "--output_dir", str(ref))
     ckpt = ref / "checkpoints" / "step-000008"
@@ -159,14 +248,27 @@ def test_sparse_embedding_updates_train_resume_and_leave_unused_rows_alone(corpu
     run(*args, "--output_dir", str(out), "--resume_from_checkpoint", "latest")
     got, want = weights(out / "checkpoints" / "step-000008"), weights(ckpt)
     assert max((got[k] - want[k]).abs().max().item() for k in want) <= 1e-6
-    assert json.loads((out / "metrics.json").read_text())["test"] == json.loads((ref / "metrics.json").read_text())["test"]
+    assert (
+        json.loads((out / "metrics.json").read_text())["test"] == json.loads((ref / "metrics.json").read_text())["test"]
+    )
 
 
 def test_sparse_embedding_updates_refuse_fp16(corpus, tmp_path):
     # accelerate steps the fp16 loss scaler once per optimizer: the second optimizer's gradients would
     # be unscaled twice, so the combination is an error before any data is read
-    p = run("--data_dir", str(corpus), "--output_dir", str(tmp_path / "o"), *FAST, "--max_steps", "1",
-            "--sparse_embedding_updates", "true", env={"ACCELERATE_MIXED_PRECISION": "fp16"}, check=False)
+    p = run(
+        "--data_dir",
+        str(corpus),
+        "--output_dir",
+        str(tmp_path / "o"),
+        *FAST,
+        "--max_steps",
+        "1",
+        "--sparse_embedding_updates",
+        "true",
+        env={"ACCELERATE_MIXED_PRECISION": "fp16"},
+        check=False,
+    )
     assert p.returncode == 2 and "precision fp16" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "o" / "model").exists()
 

@@ -7,6 +7,7 @@ project has exactly one implementation of the score.  Load it with
 
 import datasets
 import evaluate
+
 from nerforge.metric import score
 
 _DESCRIPTION = """\
