@@ -1,6 +1,6 @@
 """Paired A/B of our training loop: two settings, run alternately in rounds, same batches and seed.
 
-    python bench/ab.py --data-dir ../shared/data/conll2003 --model ../shared/models/all-minilm-l6-v2 \
+    python -m bench.ab --data-dir ../shared/data/conll2003 --model ../shared/models/all-minilm-l6-v2 \
         --name sparse_embeddings --b-args "--sparse_embedding_updates true" [--a-args ""] [--rounds 4]
 
 bench/run.py measures each variant once, one after another; on a shared 2-core machine two such
@@ -21,10 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
+from bench import run as bench  # subprocess children and the machine description
 
 
 def paired_ratios(rounds: list[dict]) -> dict:
@@ -91,7 +88,7 @@ def main(argv=None) -> int:
             )
     out = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": "python bench/ab.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "command": "python -m bench.ab " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "machine": bench.machine(),
         "a_args": args.a_args,
         "b_args": args.b_args,

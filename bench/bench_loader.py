@@ -1,6 +1,6 @@
 """Time raw CoNLL-2003 -> DatasetDict, cold (fresh temp cache): builder, and build command + load_dataset.
 
-Usage: python bench/bench_loader.py [RAW_DIR]   (default: ../shared/data/conll2003)
+Usage: python -m bench.bench_loader [RAW_DIR]   (default: ../shared/data/conll2003)
 """
 
 import os

@@ -1,6 +1,6 @@
 """Quality at equal budget: the notebook recipe vs ours without and with document context.
 
-    python bench/quality.py --data-dir ../shared/data/conll2003 --model ../shared/models/all-minilm-l6-v2 \
+    python -m bench.quality --data-dir ../shared/data/conll2003 --model ../shared/models/all-minilm-l6-v2 \
         --seeds 0 1 2 --epochs 1 [--variants notebook ours_no_context ours_context] [--context-size 64]
 
 Each (variant, epochs, seed) is one training run in its own subprocess (bench/run.py's children),
@@ -42,12 +42,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench import run as bench  # subprocess children and the machine description
+from bench.report import write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-
-import run as bench  # noqa: E402  (bench/run.py: subprocess children and the machine description)
 
 RECIPE = bench.RECIPE
 TUNED = bench.recipe_settings()
@@ -367,7 +366,7 @@ def command_template(command: str) -> str:
 
 
 def write_markdown(section: str) -> None:
-    bench.write_section("<!-- quality:begin -->", "<!-- quality:end -->", section)
+    write_section("<!-- quality:begin -->", "<!-- quality:end -->", section)
 
 
 def load_runs() -> list[dict]:

@@ -1,6 +1,8 @@
 """CoNLL-2003 English NER for Hugging Face `datasets` (and any CoNLL-style column corpus).
 
-In-process: ``load_conll(data_dir=...)`` or ``Conll2003(config_name="default", data_dir=...)``.
+In-process: ``load_conll(data_dir=...)`` or ``Conll2003(config_name="default", data_dir=...)``;
+``load_splits(...)`` is the one way from data settings (folder, per-split files, a prepared dataset) to
+splits that training, scoring and the build command share.
 For ``load_dataset("./conll2003_loader")``: run ``python -m conll2003_loader build --data-dir RAW_DIR``
 first; it writes Parquet shards under ``data/`` and a dataset card ``README.md`` (both git-ignored).
 Before that, ``load_dataset`` reads the committed ``NOT_BUILT.parquet`` placeholder, whose feature
@@ -13,6 +15,7 @@ tags likewise. Columns are split on ASCII spaces/tabs only, never on other Unico
 """
 
 from .builder import DEFAULT_URLS, SPLIT_FILE_NAMES, Conll2003, Conll2003Config, prepare
+from .load import builder_options, load_conll, load_splits
 from .parsing import CHUNK_TAGS, NER_TAGS, POS_TAGS, ConllFormatError, infer_label_names, iob1_to_iob2, read_conll
 
 __all__ = [
@@ -28,12 +31,7 @@ __all__ = [
     "iob1_to_iob2",
     "read_conll",
     "load_conll",
+    "load_splits",
+    "builder_options",
+    "prepare",
 ]
-
-
-def load_conll(data_dir: str | None = None, cache_dir: str | None = None, **config_kwargs):
-    """Prepare and return the ``DatasetDict`` (train/validation/test); ``config_kwargs`` go to Conll2003Config."""
-    if data_dir is not None:
-        data_dir = str(data_dir)
-    builder = Conll2003(cache_dir=cache_dir, data_dir=data_dir, **config_kwargs)
-    return prepare(builder)

@@ -61,7 +61,8 @@ class Conll2003Config(datasets.BuilderConfig):
             else inferred from the train split (``O``, then ``B-X``, ``I-X`` per sorted type X).
         urls: split -> URL, downloaded (cached) when no ``data_dir`` is given.
         sha256: split -> expected sha256 of the download (None: checked only for the default URLs).
-        split_files: split -> file name in ``data_dir`` (None: the usual CoNLL-2003 names).
+        split_files: split -> file name in ``data_dir``, or a path (with or without ``data_dir``); exactly
+            these splits are read (None: the usual CoNLL-2003 names in ``data_dir``).
     """
 
     name: str = "default"
@@ -133,14 +134,14 @@ class Conll2003(datasets.ArrowBasedBuilder):
         )
 
     def _split_files(self, dl_manager) -> dict:
-        if self.config.data_dir is None:
+        if self.config.data_dir is None and not self.config.split_files:
             files = dl_manager.download(dict(self.config.urls))
             for split, expected in (self.config.sha256 or {}).items():
                 got = hashlib.sha256(Path(files[split]).read_bytes()).hexdigest()
                 if got != expected:
                     raise ConllFormatError(self.config.urls[split], None, f"sha256 {got} != expected {expected}")
             return files
-        data_dir = Path(self.config.data_dir)
+        data_dir = Path(self.config.data_dir or ".")
         if not data_dir.is_dir():
             raise ConllFormatError(data_dir, None, "data_dir is not a directory")
         files = {}

@@ -42,6 +42,10 @@ class ModelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub to run. Off by default."}
     )
+    license: str = field(
+        default="apache-2.0",
+        metadata={"help": "License of the fine-tuned model, written to its card (usually the base model's)."},
+    )
 
 
 @dataclass
@@ -57,6 +61,18 @@ class DataConfig:
         metadata={
             "help": "A prepared dataset instead of raw files: the folder written by `python -m conll2003_loader build`, or a Hub dataset id."
         },
+    )
+    train_file: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Training file: a name in data_dir or a path. With any of train_file/validation_file/test_file, exactly the splits given are read (e.g. wnut17train.conll)."
+        },
+    )
+    validation_file: Optional[str] = field(
+        default=None, metadata={"help": "Validation file: a name in data_dir or a path (e.g. emerging.dev.conll)."}
+    )
+    test_file: Optional[str] = field(
+        default=None, metadata={"help": "Test file: a name in data_dir or a path (e.g. emerging.test.annotated)."}
     )
     dataset_name: str = field(default="conll2003", metadata={"help": "Name given to the data in the model card."})
     tagging_scheme: Literal["iob2", "iob1"] = field(
@@ -95,6 +111,12 @@ class DataConfig:
     )
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for Dataset.map."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
+
+    def loader_kwargs(self) -> dict:
+        """Where the splits come from, as arguments of ``conll2003_loader.load_splits``."""
+        keys = ("data_dir", "dataset_path", "cache_dir", "tagging_scheme", "columns", "label_names")
+        keys += ("train_file", "validation_file", "test_file")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass
@@ -160,8 +182,12 @@ class RunConfig:
     data: DataConfig
     training: TrainingConfig
 
+    def sections(self) -> list[tuple[str, object]]:
+        """[(section name, section dataclass)], in file order."""
+        return [(name, getattr(self, name)) for name in SECTIONS]
+
     def to_dict(self) -> dict:
-        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+        return {name: dataclasses.asdict(section) for name, section in self.sections()}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
@@ -215,6 +241,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         for f in dataclasses.fields(cls):
             setattr(obj, f.name, _check_value(f"{section}.{f.name}", getattr(obj, f.name), hints[f.name]))
     d, t = cfg.data, cfg.training
+    if d.dataset_path and (d.data_dir or d.train_file or d.validation_file or d.test_file):
+        raise ConfigError("data.dataset_path is a prepared dataset: give it or raw files (data_dir, *_file), not both")
     if d.max_length < 8:
         raise ConfigError(f"data.max_length: expected at least 8, got {d.max_length}")
     if d.stride < 0 or d.context_size < 0 or d.pack_length < 0:

@@ -49,19 +49,25 @@ def build_tiny_bert(
 
 
 def load_model_and_tokenizer(
-    name_or_path: str, label_names: Sequence[str], revision: str | None = None, trust_remote_code: bool = False
+    name_or_path: str,
+    label_names: Sequence[str] | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ):
-    """A fast tokenizer and a token-classification head whose labels are the dataset's names."""
+    """A token-classification model and its fast tokenizer, for training and for prediction alike.
+
+    With ``label_names`` (training) the head's labels are the dataset's names, and a checkpoint
+    fine-tuned on another tag set gets a fresh head; without (prediction) the model keeps its own."""
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(
-        name_or_path,
-        revision=revision,
-        trust_remote_code=trust_remote_code,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={n: i for i, n in enumerate(label_names)},
-    )
+    labels = {}
+    if label_names is not None:
+        labels = {
+            "num_labels": len(label_names),
+            "id2label": dict(enumerate(label_names)),
+            "label2id": {n: i for i, n in enumerate(label_names)},
+        }
+    config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code, **labels)
     extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
     tokenizer = AutoTokenizer.from_pretrained(
         name_or_path, revision=revision, use_fast=True, trust_remote_code=trust_remote_code, **extra
@@ -73,9 +79,24 @@ def load_model_and_tokenizer(
         config=config,
         revision=revision,
         trust_remote_code=trust_remote_code,
-        ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on another tag set gets a fresh head
+        ignore_mismatched_sizes=label_names is not None,
     )
     return model, tokenizer
+
+
+def position_limit(config) -> int | None:
+    """Longest input (in word pieces, special tokens included) that a model's position embeddings
+    allow; None when no such limit is known."""
+    pos = getattr(config, "max_position_embeddings", None)
+    if not isinstance(pos, int) or pos <= 0:
+        return None
+    # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
+    offset = (
+        getattr(config, "pad_token_id", None)
+        if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer")
+        else None
+    )
+    return pos - (offset + 1 if isinstance(offset, int) else 0)
 
 
 def param_groups(model, weight_decay: float, skip=()) -> list[dict]:

@@ -37,10 +37,22 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+from seqeval.metrics.sequence_labeling import get_entities
+
 from nerforge.features import assemble_predictions, collate, pad_multiple, tokenize_and_window
 from nerforge.metric import entity_type, prefix_bare_labels, score
+from nerforge.modeling import load_model_and_tokenizer, position_limit
 
-__all__ = ["Predictor", "entities_from_tags", "split_words", "WORD_RE", "MAX_LENGTH_CAP", "main"]
+__all__ = [
+    "Predictor",
+    "entities_from_tags",
+    "split_words",
+    "add_predictor_arguments",
+    "predictor_from_args",
+    "WORD_RE",
+    "MAX_LENGTH_CAP",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +87,10 @@ def entities_from_tags(
             f"{len(words)} words, {len(spans)} spans, {len(tags)} tags"
             + (f", {len(scores)} scores" if scores is not None else "")
         )
-    chunks: list[tuple[str, int, int]] = []  # (type, first word, last word)
-    prev_type = None
-    for i, tag in enumerate(tags):
-        typ = entity_type(tag)
-        if typ is None:
-            prev_type = None
-            continue
-        if tag.startswith("B-") or typ != prev_type:
-            chunks.append((typ, i, i))
-        else:
-            chunks[-1] = (typ, chunks[-1][1], i)
-        prev_type = typ
+    # conlleval's chunks, as seqeval reads them when it scores; a bare label X is read as I-X
+    if any(t != "O" and entity_type(t) == t for t in tags):
+        tags = prefix_bare_labels(tags)
+    chunks = get_entities(list(tags))  # [(type, first word, last word)]
 
     out = []
     for typ, first, last in chunks:
@@ -129,27 +133,13 @@ def _training_defaults(name_or_path: str) -> dict:
     }
 
 
-def _position_limit(model) -> int | None:
-    """Longest input the model's position embeddings allow (None: no such limit known)."""
-    pos = getattr(model.config, "max_position_embeddings", None)
-    if not isinstance(pos, int) or pos <= 0:
-        return None
-    # RoBERTa-style models reserve padding_idx + 1 positions (514 -> 512 usable).
-    offset = (
-        getattr(model.config, "pad_token_id", None)
-        if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer")
-        else None
-    )
-    return pos - (offset + 1 if isinstance(offset, int) else 0)
-
-
 def _model_max_length(model, tokenizer) -> int:
     limits = [MAX_LENGTH_CAP]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < 100_000:
         limits.append(tok_max)
-    if _position_limit(model) is not None:
-        limits.append(_position_limit(model))
+    if position_limit(model.config) is not None:
+        limits.append(position_limit(model.config))
     return min(limits)
 
 
@@ -196,7 +186,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = int(max_length) if max_length else _model_max_length(model, tokenizer)
-        limit = _position_limit(model)
+        limit = position_limit(model.config)
         if limit is not None and self.max_length > limit:
             raise ValueError(f"max_length {self.max_length} is longer than the model's {limit} positions")
         from nerforge.features import check_pack_fits, special_token_layout
@@ -222,18 +212,9 @@ class Predictor:
     ) -> Predictor:
         """Load an export folder or Hub id. ``batch_size``/``max_length``/``stride``/``context_size`` not
         given (or None) default to the values in the export's ``training_config.yaml`` when present."""
-        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
-
-        from nerforge.modeling import PREFIX_SPACE_MODELS
-
         name_or_path = str(name_or_path)
-        config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
-        tokenizer = AutoTokenizer.from_pretrained(
-            name_or_path, revision=revision, use_fast=True, trust_remote_code=trust_remote_code, **extra
-        )
-        model = AutoModelForTokenClassification.from_pretrained(
-            name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code
+        model, tokenizer = load_model_and_tokenizer(
+            name_or_path, revision=revision, trust_remote_code=trust_remote_code
         )
         for key, value in _training_defaults(name_or_path).items():
             if kw.get(key) is None:
@@ -480,26 +461,9 @@ def _run_text(args, predictor: Predictor, lines: list[str]) -> None:
             out.flush()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m nerforge.predict",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_predictor_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that choose the model and how it is run, shared by predict, score and the report."""
     p.add_argument("--model", required=True, help="export folder or Hub id of a token-classification model")
-    p.add_argument("input", nargs="?", default=None, help="raw text file, one sentence a line (default: stdin)")
-    p.add_argument("--conll", default=None, help="CoNLL column file to tag (instead of raw text)")
-    p.add_argument(
-        "--columns",
-        nargs="+",
-        default=["tokens", "pos_tags", "chunk_tags", "ner_tags"],
-        help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _); "
-        "ner_tags, when present, is the gold column",
-    )
-    p.add_argument("--separator", default=None, help="column separator of --conll (default: spaces/tabs)")
-    p.add_argument("--encoding", default="utf-8")
-    p.add_argument("--output", default=None, help="output file (default: stdout)")
-    p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
     p.add_argument(
         "--batch-size",
         type=int,
@@ -512,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="word pieces per window (default: training_config.yaml, else model max capped at 512)",
     )
-    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--stride", type=int, default=None, help="word pieces of context when a sentence is cut")
     p.add_argument(
         "--document-context",
         type=int,
@@ -530,6 +494,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def predictor_from_args(args: argparse.Namespace) -> Predictor:
+    """The :class:`Predictor` that :func:`add_predictor_arguments`' flags describe."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return Predictor.from_pretrained(
+        args.model,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        stride=args.stride,
+        context_size=args.document_context,
+        pack_length=args.pack_length,
+        device=args.device,
+        bf16=args.bf16,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nerforge.predict",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", nargs="?", default=None, help="raw text file, one sentence a line (default: stdin)")
+    p.add_argument("--conll", default=None, help="CoNLL column file to tag (instead of raw text)")
+    p.add_argument(
+        "--columns",
+        nargs="+",
+        default=["tokens", "pos_tags", "chunk_tags", "ner_tags"],
+        help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _); "
+        "ner_tags, when present, is the gold column",
+    )
+    p.add_argument("--separator", default=None, help="column separator of --conll (default: spaces/tabs)")
+    p.add_argument("--encoding", default="utf-8")
+    p.add_argument("--output", default=None, help="output file (default: stdout)")
+    p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
+    add_predictor_arguments(p)
     return p
 
 
@@ -538,19 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The input is read and checked first: bad input fails fast, before the model loads.
         parsed = _read_conll(args) if args.conll else _read_text(args)
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        predictor = Predictor.from_pretrained(
-            args.model,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            stride=args.stride,
-            context_size=args.document_context,
-            pack_length=args.pack_length,
-            device=args.device,
-            bf16=args.bf16,
-        )
+        predictor = predictor_from_args(args)
         if args.conll:
             _run_conll(args, predictor, parsed)
         else:

@@ -10,62 +10,56 @@ to the dataset's tag names by name (:func:`nerforge.metric.align_label_names`): 
 ``id2label`` order differs from the dataset's, or whose labels are bare types (``PER``), still scores
 right (bare labels are turned into IOB2 with :func:`nerforge.metric.prefix_bare_labels`).
 
-Unless given on the command line, ``--max-length``/``--stride``/``--document-context``/``--batch-size``
-and the data options (``tagging_scheme``, ``columns``, ``label_names``) come from the export's
-``training_config.yaml`` when it has one, so an export scores as its training run evaluated it.
+Unless given on the command line, ``--max-length``/``--stride``/``--document-context``/``--pack-length``/
+``--batch-size`` and the data options (``tagging_scheme``, ``columns``, ``label_names``, the split file
+names) come from the export's ``training_config.yaml`` when it has one, so an export scores as its
+training run evaluated it. The data is read by ``conll2003_loader.load_splits``, as training reads it.
 Prints the metrics as JSON (and writes them to ``--output-json``). Exit status 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from nerforge.config import DataConfig
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
-from nerforge.predict import Predictor
+from nerforge.predict import Predictor, add_predictor_arguments, predictor_from_args
 
-__all__ = ["score_split", "load_split", "main"]
-
-
-def _saved_config(model: str):
-    path = Path(model) / "training_config.yaml"
-    if not path.is_file():
-        return None
-    from nerforge.config import load_saved
-
-    return load_saved(path)
+__all__ = ["score_split", "data_settings", "add_data_arguments", "main"]
 
 
-def load_split(
-    split: str,
-    *,
-    data_dir: str | None = None,
-    dataset_path: str | None = None,
-    cache_dir: str | None = None,
-    tagging_scheme: str = "iob2",
-    columns: Sequence[str] | None = None,
-    label_names: Sequence[str] | None = None,
-):
-    """One split of raw CoNLL files (through conll2003_loader) or of a prepared dataset."""
-    if dataset_path:
-        from datasets import load_dataset, load_from_disk
+def data_settings(args: argparse.Namespace) -> DataConfig:
+    """The data settings of a scoring command: the command line's, else the export's training config's
+    (tag scheme, columns, tag names, split file names), else the defaults. The source (``--data-dir``
+    or ``--dataset-path``) is always the command line's."""
+    saved = Path(args.model) / "training_config.yaml"
+    if saved.is_file():
+        from nerforge.config import load_saved
 
-        if (Path(dataset_path) / "dataset_dict.json").is_file():
-            ds = load_from_disk(dataset_path)
-        else:
-            ds = load_dataset(dataset_path, cache_dir=cache_dir)
+        data = load_saved(saved).data
     else:
-        from conll2003_loader import load_conll
+        data = DataConfig()
+    given = {
+        "data_dir": args.data_dir,
+        "dataset_path": args.dataset_path,
+        "cache_dir": args.cache_dir,
+        "tagging_scheme": args.tagging_scheme or data.tagging_scheme,
+        "columns": args.columns or data.columns,
+    }
+    for name in ("train_file", "validation_file", "test_file"):
+        given[name] = None if args.dataset_path else getattr(args, name) or getattr(data, name)
+    return dataclasses.replace(data, **given)
 
-        options: dict = {"tagging_scheme": tagging_scheme}
-        if columns:
-            options["columns"] = tuple(columns)
-        if label_names:
-            options["label_names"] = list(label_names)
-        ds = load_conll(data_dir=data_dir, cache_dir=cache_dir, **options)
+
+def load_split(split: str, data: DataConfig):
+    """One split of the data that ``data`` describes."""
+    from conll2003_loader import load_splits
+
+    ds = load_splits(**data.loader_kwargs())
     if split not in ds:
         raise ValueError(f"no split {split!r} (splits: {', '.join(ds)})")
     return ds[split]
@@ -90,13 +84,18 @@ def score_split(predictor: Predictor, split, label_column: str = "ner_tags") -> 
     return score(gold, pred)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nerforge.score", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="export folder or Hub id of a token-classification model")
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the gold data comes from: the flags shared by score and the report."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="folder with raw CoNLL files (train/valid/test)")
     src.add_argument("--dataset-path", help="prepared dataset: build folder, save_to_disk folder or Hub id")
     p.add_argument("--split", default="test")
+    for split, example in (("train", "wnut17train.conll"), ("validation", "emerging.dev.conll"), ("test", None)):
+        p.add_argument(
+            f"--{split}-file",
+            default=None,
+            help=f"{split} file: a name in --data-dir or a path" + (f" (e.g. {example})" if example else ""),
+        )
     p.add_argument(
         "--tagging-scheme",
         choices=["iob2", "iob1"],
@@ -105,12 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--columns", nargs="+", default=None, help="column layout of --data-dir files")
     p.add_argument("--cache-dir", default=None, help="datasets cache folder")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--document-context", type=int, default=None, metavar="N")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--device", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nerforge.score", description=__doc__.split("\n\n")[0])
+    add_data_arguments(p)
+    add_predictor_arguments(p)
     p.add_argument("--output-json", default=None, help="also write the metrics JSON to this file")
     return p
 
@@ -118,26 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        saved = _saved_config(args.model)
-        data = saved.data if saved is not None else None
-        split = load_split(
-            args.split,
-            data_dir=args.data_dir,
-            dataset_path=args.dataset_path,
-            cache_dir=args.cache_dir,
-            tagging_scheme=args.tagging_scheme or (data.tagging_scheme if data else "iob2"),
-            columns=args.columns or (data.columns if data else None),
-            label_names=data.label_names if data else None,
-        )
-        predictor = Predictor.from_pretrained(
-            args.model,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            stride=args.stride,
-            context_size=args.document_context,
-            device=args.device,
-            bf16=args.bf16,
-        )
+        split = load_split(args.split, data_settings(args))
+        predictor = predictor_from_args(args)
         metrics = score_split(predictor, split)
     except (ValueError, OSError) as e:  # ConllFormatError is a ValueError naming file and line
         print(f"error: {e}", file=sys.stderr)
@@ -148,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_length": predictor.max_length,
         "stride": predictor.stride,
         "context_size": predictor.context_size,
+        "pack_length": predictor.pack_length,
         "batch_size": predictor.batch_size,
     }
     text = json.dumps(metrics, indent=2)

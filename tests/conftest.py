@@ -62,15 +62,3 @@ def tiny_tokenizer():
         "##c",
     ]
     return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=False)
-
-
-def load_bench_script(name: str):
-    """A script of bench/ (run.py, quality.py) imported as a module, bench/ on the path as when run."""
-    import importlib.util
-
-    bench = ROOT / "bench"
-    sys.path.insert(0, str(bench))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

@@ -1,10 +1,9 @@
 """bench/ab.py's paired summary: per-round ratios B/A and their median. Synthetic rounds, nothing run."""
 
-from conftest import load_bench_script
+from bench import ab
 
 
 def test_paired_ratios_are_per_round_with_their_median():
-    ab = load_bench_script("ab")
     rounds = [
         {"a": {"sentences_per_s": a}, "b": {"sentences_per_s": b}}
         for a, b in ((70.0, 77.0), (80.0, 76.0), (72.0, 80.64))

@@ -4,12 +4,13 @@ validation. Pure functions over run records; no training."""
 import argparse
 
 import pytest
-from conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def quality():
-    return load_bench_script("quality")
+    from bench import quality
+
+    return quality
 
 
 def run(q, variant="ours_no_context", seed=0, val=0.9, test=0.85, epochs=1, **changes):

@@ -1,13 +1,16 @@
-"""bench/run.py's summary: which ratios it computes and when a target counts as met. Synthetic
-measurements, no subprocesses, nothing timed."""
+"""bench/report.py's summary of a run (which ratios it computes, when a target counts as met) and
+bench/run.py's recipe flags. Synthetic measurements, no subprocesses, nothing timed."""
 
 import pytest
-from conftest import load_bench_script
+
+from bench import run
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_bench_script("run")
+    from bench import report
+
+    return report
 
 
 def infer(f1_fp32=None, f1_bf16=None):
@@ -44,8 +47,8 @@ def test_bf16_inference_without_a_trained_model_claims_nothing(bench):
 
 
 def test_recipe_args_follow_the_minilm_config(bench):
-    args = bench.recipe_args()
-    settings = bench.recipe_settings()
+    args = run.recipe_args()
+    settings = run.recipe_settings()
     assert args[args.index("--learning_rate") + 1] == str(settings["learning_rate"])
     assert len(args) == 2 * len(settings)
 
@@ -140,3 +143,20 @@ def test_sparse_embedding_rows_get_their_own_ratio_mfu_and_targets(bench):
     bench.summarize(R, {}, quick=True)
     assert "train_speedup_sparse_embeddings_fp32" not in R["summary"]
     assert not any("sparse" in k for k in R["targets"])
+
+
+def test_benchmarks_md_is_what_the_stored_results_render(bench):
+    """The generated sections of BENCHMARKS.md are exactly what bench/results/*.json render to
+    (`python -m bench.run --render`, `python -m bench.quality --render`): nothing typed in by hand."""
+    import json
+
+    from conftest import ROOT
+
+    from bench import quality
+
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    latest = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    assert bench.markdown(latest) in text
+    q = json.loads(quality.RESULTS.read_text())
+    summary = dict(quality.summarise(quality.load_runs()), updated=q["updated"], machine=q["machine"])
+    assert quality.markdown(summary) in text

@@ -74,3 +74,16 @@ def test_every_accelerate_config_loads(path):
     cfg = load_config_from_file(str(path))
     assert cfg.num_processes >= 1
     assert Path(path).read_text().splitlines()[0].startswith("#")
+
+
+def test_per_split_files_and_a_prepared_dataset_do_not_mix():
+    cfg = parse_config(["--data_dir", "wnut", "--train_file", "wnut17train.conll", "--test_file", "t.conll"])
+    kw = cfg.data.loader_kwargs()
+    assert kw["train_file"] == "wnut17train.conll" and kw["validation_file"] is None and kw["data_dir"] == "wnut"
+    with pytest.raises(ConfigError, match="dataset_path"):
+        parse_config(["--dataset_path", "built", "--train_file", "x.conll"])
+
+
+def test_card_license_is_a_typed_model_setting():
+    assert parse_config([]).model.license == "apache-2.0"
+    assert parse_config(["--license", "mit"]).to_dict()["model"]["license"] == "mit"

@@ -57,7 +57,8 @@ def test_build_two_columns_iob1(tmp_path, env):
         "--output",
         str(out),
         "--columns",
-        "tokens,ner_tags",
+        "tokens",
+        "ner_tags",
         "--separator",
         "tab",
         "--tagging-scheme",
@@ -129,3 +130,18 @@ def test_push_to_hub_at_the_hub_boundary(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "hf_secret" not in captured.out + captured.err
     assert "hf_secret" not in "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+
+
+def test_build_with_named_split_files_keeps_local_paths_out_of_the_card(tmp_path, env):
+    raw = write_corpus(tmp_path / "raw", texts=("a\tB-ORG\nb\tO\n\nc\tB-PER\n", "c\tB-PER\n", "d\tO\n"))
+    (raw / "train.txt").rename(raw / "wnut17train.conll")
+    (raw / "valid.txt").rename(raw / "emerging.dev.conll")
+    out = tmp_path / "out"
+    args = ["build", "--data-dir", str(raw), "--output", str(out), "--columns", "tokens", "ner_tags"]
+    args += ["--train-file", "wnut17train.conll", "--validation-file", "emerging.dev.conll"]
+    proc = _run(env, *args)
+    assert proc.returncode == 0, proc.stderr
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "load_cache"))
+    assert {k: len(v) for k, v in ds.items()} == {"train": 2, "validation": 1}  # exactly the files given
+    card = (out / "README.md").read_text()
+    assert "wnut17train.conll" in card and str(raw) not in card

@@ -74,3 +74,13 @@ def test_sparse_updates_need_an_embedding_layer():
     m.get_input_embeddings = lambda: torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="not a torch.nn.Embedding"):
         build_optimizers(m, 1e-3, 0.01, sparse_embeddings=True)
+
+
+def test_position_limit_counts_robertas_reserved_positions():
+    from transformers import BertConfig, RobertaConfig
+
+    from nerforge.modeling import position_limit
+
+    assert position_limit(BertConfig(max_position_embeddings=512)) == 512
+    assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert position_limit(BertConfig(max_position_embeddings=0)) is None

@@ -17,8 +17,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from nerforge import export, push  # noqa: E402
-from nerforge.export import AuthenticationError, IncompleteExportError, PushError, push_export  # noqa: E402
+from nerforge import push  # noqa: E402
+from nerforge.push import AuthenticationError, IncompleteExportError, PushError, push_export  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MARKER = "hf_MARKERtokenDoNotLeak0123456789"
@@ -107,7 +107,7 @@ def hub(monkeypatch):
 @pytest.fixture
 def waits(monkeypatch):
     recorded: list[float] = []
-    monkeypatch.setattr(export, "time", SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr(push, "time", SimpleNamespace(sleep=recorded.append))
     return recorded
 
 
@@ -143,7 +143,7 @@ def test_push_without_revision_uses_defaults(export_dir, hub, waits):
     assert hub.names() == ["create_repo", "upload_folder"]
     assert hub.calls[0][2]["private"] is False
     kwargs = hub.calls[1][2]
-    assert kwargs["revision"] is None and kwargs["commit_message"] == export.DEFAULT_COMMIT_MESSAGE
+    assert kwargs["revision"] is None and kwargs["commit_message"] == push.DEFAULT_COMMIT_MESSAGE
 
 
 def test_token_precedence(export_dir, hub, waits, monkeypatch):

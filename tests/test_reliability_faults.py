@@ -40,7 +40,7 @@ SITECUSTOMIZE = textwrap.dedent("""
 
     if fault.startswith("push_"):
         import huggingface_hub
-        import nerforge.export as export
+        import nerforge.push as push
 
         attempts = {"n": 0}
 
@@ -61,7 +61,7 @@ SITECUSTOMIZE = textwrap.dedent("""
 
         huggingface_hub.HfApi.create_repo = create_repo
         huggingface_hub.HfApi.upload_folder = upload_folder
-        export.time = types.SimpleNamespace(sleep=lambda s: note(call="sleep", seconds=s))
+        push.time = types.SimpleNamespace(sleep=lambda s: note(call="sleep", seconds=s))
 
     if fault == "enospc_export":
         import nerforge.export as export
@@ -138,7 +138,7 @@ def push_500(session):
 
 
 def test_push_500_is_retried_then_exits_1_with_export_intact(session, push_500):
-    from nerforge.export import check_export_dir
+    from nerforge.push import check_export_dir
 
     p, calls = push_500
     assert p.returncode == 1, p.stderr[-3000:]
@@ -163,7 +163,7 @@ def test_push_401_not_retried_and_timeouts_retried(session, push_500):
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "authentication failed for x/y" in p.stderr and "HF_TOKEN" in p.stderr
     assert [c["call"] for c in calls].count("upload_folder") == 1 and not [c for c in calls if c["call"] == "sleep"]
-    from nerforge.export import check_export_dir
+    from nerforge.push import check_export_dir
 
     check_export_dir(session.out / "model")
     after_401 = folder_digest(session.out / "model")
@@ -207,8 +207,8 @@ def tiny_export(tmp_path):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from nerforge.config import parse_config
+    from nerforge.export import export_run
     from nerforge.modeling import build_tiny_bert
-    from nerforge.saving import export_run
 
     init = build_tiny_bert(["Mara", "said"], NER, tmp_path / "init")
     model = AutoModelForTokenClassification.from_pretrained(init)
@@ -219,9 +219,9 @@ def tiny_export(tmp_path):
     return export, (model, tok, cfg, metrics, NER)
 
 
-@pytest.mark.parametrize("where", ["nerforge.export.atomic_write_text", "nerforge.saving.write_json_atomic"])
+@pytest.mark.parametrize("where", ["nerforge.card.atomic_write_text", "nerforge.export.write_json_atomic"])
 def test_export_run_full_disk_in_process(tiny_export, monkeypatch, where):
-    from nerforge.saving import ExportError, export_run
+    from nerforge.export import ExportError, export_run
 
     export, args = tiny_export
     before = folder_digest(export)
@@ -241,11 +241,11 @@ def test_export_run_full_disk_in_process(tiny_export, monkeypatch, where):
 
 
 def test_failed_export_removes_its_temporary_folder(tiny_export, monkeypatch):
-    from nerforge.saving import ExportError, export_run
+    from nerforge.export import ExportError, export_run
 
     export, args = tiny_export
     monkeypatch.setattr(
-        "nerforge.saving.write_json_atomic",
+        "nerforge.export.write_json_atomic",
         lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")),
     )
     with pytest.raises(ExportError):

@@ -206,7 +206,7 @@ def test_two_process_training_completes_and_exports(setup):
     assert all(math.isfinite(h["loss"]) for h in metrics["history"] if "loss" in h)
     for split, size in (("validation", SIZES["valid"]), ("test", SIZES["test"])):
         assert metrics[split]["num_sentences"] == size
-    from nerforge.export import check_export_dir
+    from nerforge.push import check_export_dir
 
     check_export_dir(out / "model")
     assert (out / "checkpoints" / "step-000003" / "trainer_state.json").is_file()

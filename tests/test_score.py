@@ -264,3 +264,20 @@ def test_quickstart_export_scores_like_the_training_loop(capsys, tmp_path, conte
         assert got["f1"] == pytest.approx(trained[split]["f1"], abs=1e-6)
         for key in ("precision", "recall", "accuracy", "num_words"):
             assert got[key] == pytest.approx(trained[split][key], abs=1e-6)
+
+
+def test_pack_length_and_a_named_test_file(capsys, models, sample, cache_dir, tmp_path):
+    """score takes predict's model flags (--pack-length among them) and per-split file names."""
+    d = tmp_path / "renamed"
+    d.mkdir()
+    (d / "final.conll").write_text((SAMPLE_DIR / "test.txt").read_text())
+    (d / "train.conll").write_text((SAMPLE_DIR / "train.txt").read_text())
+    args = ["--model", models["plain"], "--data-dir", d, "--cache-dir", cache_dir, "--train-file", "train.conll"]
+    args += ["--test-file", "final.conll", "--document-context", 8, "--pack-length", 24, "--max-length", 48]
+    code, out, err = run_score(capsys, *args)
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["settings"]["pack_length"] == 24 and printed["settings"]["context_size"] == 8
+    expected = by_hand(models["plain"], sample["test"], context_size=8, pack_length=24, max_length=48)
+    assert without_settings(printed) == expected
+    assert printed["num_words"] == sum(len(s) for s in sample["test"]["tokens"])

@@ -11,6 +11,7 @@ import yaml
 from conftest import NER, ROOT
 
 SCRIPT = str(ROOT / "train_accelerate.py")
+KILL_AT = str(ROOT / "tests" / "kill_at.py")
 FAST = [
     "--tiny_model",
     "--max_length",
@@ -31,9 +32,12 @@ FAST = [
 
 
 def run(*args, env=None, check=True):
+    """The training script as users run it; with NERFORGE_KILL_AT in `env`, through the test hook
+    tests/kill_at.py, which SIGKILLs it at that point."""
     e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     e.update(env or {})
-    p = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=ROOT, env=e, timeout=600)
+    script = KILL_AT if "NERFORGE_KILL_AT" in e else SCRIPT
+    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, env=e, timeout=600)
     if check and p.returncode != 0:
         raise AssertionError(f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -291,3 +295,25 @@ def test_bad_config_and_bad_data_exit_2_without_traceback(tmp_path):
     p = run("--data_dir", str(d), "--output_dir", str(tmp_path / "o"), *FAST, check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "train.txt:2" in p.stderr
+
+
+def test_per_split_file_names_and_a_position_limit(tmp_path):
+    """WNUT-style file names train without renaming; a max_length over the model's positions is one
+    line and exit 2, the check shared with the predictor (nerforge.modeling.position_limit)."""
+    from nerforge.sample import write_corpus
+
+    d = tmp_path / "d"
+    write_corpus(d, seed=3, sizes=(("train", 24), ("valid", 8), ("test", 8)))
+    for old, new in (("train.txt", "wnut17train.conll"), ("valid.txt", "emerging.dev.conll")):
+        (d / old).rename(d / new)
+    files = ["--train_file", "wnut17train.conll", "--validation_file", "emerging.dev.conll", "--test_file", "test.txt"]
+    run("--data_dir", str(d), *files, "--output_dir", str(tmp_path / "o"), *FAST, "--max_steps", "2")
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["validation"]["num_sentences"] == 8 and metrics["test"]["num_sentences"] == 8
+    assert metrics["train_sentences"] == 24 and metrics["train_windows"] >= 24
+    saved = yaml.safe_load((tmp_path / "o" / "model" / "training_config.yaml").read_text())
+    assert saved["data"]["train_file"] == "wnut17train.conll"
+    fast = [a if a != "64" else "1024" for a in FAST]  # --max_length 1024 > the tiny BERT's 512 positions
+    p = run("--data_dir", str(d), *files, "--output_dir", str(tmp_path / "o2"), *fast, "--max_steps", "1", check=False)
+    assert p.returncode == 2 and "max_length 1024 exceeds" in p.stderr and "512 positions" in p.stderr
+    assert "Traceback" not in p.stderr

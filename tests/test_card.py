@@ -1,4 +1,4 @@
-"""Tests for nerforge.export: training curve, model card, atomic writes (all offline)."""
+"""Tests for nerforge.card (training curve, model card) and nerforge.atomic (atomic writes), offline."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from nerforge import export  # noqa: E402
-from nerforge.export import atomic_write_text, plot_training_curve, render_model_card, write_json_atomic  # noqa: E402
+from nerforge.atomic import atomic_write_text, write_json_atomic  # noqa: E402
+from nerforge.card import plot_training_curve, render_model_card  # noqa: E402
+from nerforge.config import SECTIONS, DataConfig, ModelConfig, RunConfig, TrainingConfig  # noqa: E402
+from nerforge.push import check_export_dir  # noqa: E402
 
 NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -103,49 +105,24 @@ METRICS = {
     "effective_batch_size": 16,
 }
 
-RUN_CONFIG = {
-    "model": {
-        "model_name_or_path": "bert-large-cased",
-        "revision": None,
-        "tiny_model": False,
-        "trust_remote_code": False,
-    },
-    "data": {
-        "data_dir": "/data/conll2003",
-        "dataset_path": None,
-        "dataset_name": "conll2003",
-        "tagging_scheme": "iob2",
-        "columns": None,
-        "label_names": None,
-        "max_length": 512,
-        "stride": 32,
-        "context_size": 0,
-        "label_all_tokens": False,
-        "preprocessing_num_workers": 2,
-        "cache_dir": None,
-    },
-    "training": {
-        "output_dir": "outputs/run",
-        "per_device_train_batch_size": 16,
-        "per_device_eval_batch_size": 64,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 2e-5,
-        "weight_decay": 0.01,
-        "warmup_ratio": 0.1,
-        "lr_scheduler_type": "linear",
-        "max_grad_norm": 1.0,
-        "num_train_epochs": 5.0,
-        "max_steps": -1,
-        "seed": 42,
-        "eval_steps": 0,
-        "save_steps": 0,
-        "early_stopping_patience": 0,
-        "push_to_hub": False,
-        "hub_model_id": "someone/bert-large-cased-conll03",
-        "hub_commit_message": "Upload NER model trained with nerforge",
-        "hub_token": "hf_SECRETSECRETSECRETSECRET123",
-    },
-}
+SECRET = "hf_SECRETSECRETSECRETSECRET123"
+
+
+def run_config() -> RunConfig:
+    """The resolved configuration of a bert-large-cased run; a Hub token pasted into a setting by mistake."""
+    return RunConfig(
+        ModelConfig(model_name_or_path="bert-large-cased"),
+        DataConfig(data_dir="/data/conll2003", preprocessing_num_workers=2),
+        TrainingConfig(
+            learning_rate=2e-5,
+            num_train_epochs=5.0,
+            hub_model_id="someone/bert-large-cased-conll03",
+            hub_commit_message=f"Upload NER model trained with nerforge {SECRET}",
+        ),
+    )
+
+
+RUN_CONFIG = run_config()
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +132,11 @@ def tiny_export(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rendered(tiny_export):
-    (tiny_export / "training_config.yaml").write_text(yaml.safe_dump(RUN_CONFIG, sort_keys=False))
+    (tiny_export / "training_config.yaml").write_text(yaml.safe_dump(RUN_CONFIG.to_dict(), sort_keys=False))
     write_json_atomic(tiny_export / "metrics.json", METRICS)
     plot_training_curve(METRICS["history"], tiny_export / "training_curve.png")
     card = render_model_card(
-        tiny_export, run_config=RUN_CONFIG, metrics=METRICS, label_names=NER, repo_id="someone/bert-large-cased-conll03"
+        tiny_export, RUN_CONFIG, metrics=METRICS, label_names=NER, repo_id="someone/bert-large-cased-conll03"
     )
     return tiny_export, card
 
@@ -199,7 +176,7 @@ def test_model_index_holds_exactly_the_passed_numbers(rendered):
 
 
 def test_rendered_export_is_complete_for_push(rendered):
-    assert export.check_export_dir(rendered[0]) == rendered[0]
+    assert check_export_dir(rendered[0]) == rendered[0]
 
 
 def test_card_body_tables_and_numbers(rendered):
@@ -227,14 +204,12 @@ def test_card_body_tables_and_numbers(rendered):
 
 def test_every_hyperparameter_is_in_the_card_but_no_secret(rendered):
     text = (rendered[0] / "README.md").read_text()
-    for section, values in RUN_CONFIG.items():
+    for section, values in RUN_CONFIG.to_dict().items():
         for key in values:
-            if key == "hub_token":
-                continue
             assert f"| `{key}` |" in text, f"{section}.{key} missing from the card"
     assert "| `learning_rate` | `2e-05` |" in text
     assert "| `num_train_epochs` | `5.0` |" in text
-    assert "hub_token" not in text and "SECRETSECRET" not in text
+    assert "hub_token" not in text and "SECRETSECRET" not in text and "<redacted>" in text
     for fact in ("best_step", "effective_batch_size", "num_processes", "train_runtime_s"):
         assert f"| {fact} | {METRICS[fact]} |" in text
 
@@ -255,14 +230,14 @@ def test_training_curve_png(rendered, tmp_path):
 
 
 def test_context_uncased_local_model_and_iob1(tmp_path):
-    cfg = json.loads(json.dumps(RUN_CONFIG))
-    cfg["model"]["model_name_or_path"] = str(tmp_path)  # a local folder: no base_model
-    cfg["data"]["context_size"] = 128
-    cfg["data"]["pack_length"] = 200
-    cfg["data"]["tagging_scheme"] = "iob1"
-    cfg["license"] = "mit"
+    cfg = run_config()
+    cfg.model.model_name_or_path = str(tmp_path)  # a local folder: no base_model
+    cfg.data.context_size = 128
+    cfg.data.pack_length = 200
+    cfg.data.tagging_scheme = "iob1"
+    cfg.model.license = "mit"
     metrics = {"validation": METRICS["validation"]}  # no test split
-    card = render_model_card(tmp_path / "exp", run_config=cfg, metrics=metrics, label_names=NER, do_lower_case=True)
+    card = render_model_card(tmp_path / "exp", cfg, metrics=metrics, label_names=NER, do_lower_case=True)
     text = card.text if hasattr(card, "text") else str(card)
     assert card.data.base_model is None
     assert card.data.license == "mit"
@@ -276,12 +251,12 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
 
 
 def test_uncased_from_model_name_and_tiny_model(tmp_path):
-    cfg = json.loads(json.dumps(RUN_CONFIG))
-    cfg["model"]["model_name_or_path"] = "bert-base-uncased"
-    card = render_model_card(tmp_path, run_config=cfg, metrics=METRICS, label_names=NER)
+    cfg = run_config()
+    cfg.model.model_name_or_path = "bert-base-uncased"
+    card = render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)
     assert "Capitalisation is not used" in str(card) and card.data.base_model == "bert-base-uncased"
-    cfg["model"]["tiny_model"] = True
-    card = render_model_card(tmp_path, run_config=cfg, metrics=METRICS, label_names=NER)
+    cfg.model.tiny_model = True
+    card = render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)
     assert card.data.base_model is None and "tiny BERT" in str(card)
 
 
@@ -303,7 +278,20 @@ def test_atomic_writes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "sub"]
 
 
-def test_secret_key_rule():
-    assert export._is_secret_key("hub_token") and export._is_secret_key("use_auth_token")
-    assert export._is_secret_key("api_key") and export._is_secret_key("token")
-    assert not export._is_secret_key("label_all_tokens") and not export._is_secret_key("tokenizer_name")
+def test_no_config_field_can_hold_a_secret():
+    """The card prints every setting: a field such as hub_token or api_key must never exist (the token
+    comes from HF_TOKEN or `hf auth login`). Parts are split on _ (label_all_tokens is not a secret)."""
+    import dataclasses
+
+    secret_parts = {"token", "secret", "password", "passwd", "apikey", "credential", "credentials"}
+
+    def is_secret(key: str) -> bool:
+        parts = [p for p in re.split(r"[_\-.\s]+", key.lower()) if p]
+        if any(p in secret_parts for p in parts):
+            return True
+        return len(parts) >= 2 and parts[-1] == "key" and parts[-2] in {"api", "access", "secret", "private"}
+
+    assert is_secret("hub_token") and is_secret("use_auth_token") and is_secret("api_key")
+    assert not is_secret("label_all_tokens") and not is_secret("tokenizer_name")
+    fields = [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)]
+    assert "label_all_tokens" in fields and not [f for f in fields if is_secret(f)]

@@ -1,0 +1,459 @@
+"""The measurements of the benchmarks, each run in a process of its own by bench/run.py.
+
+    python -m bench.measure NAME CONFIG_JSON
+
+runs one child (`CHILDREN[NAME]`), which prints one `BENCHJSON {...}` line with its result and its own
+peak RSS (ru_maxrss of itself and of its waited-for children), so peaks never mix between measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T_START = time.perf_counter()
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 16
+SEED = 42
+
+
+def rss_mb() -> dict:
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "peak_rss_mb": round(max(self_kb, child_kb) / 1024, 1),
+        "rss_self_mb": round(self_kb / 1024, 1),
+        "rss_children_mb": round(child_kb / 1024, 1),
+    }
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def emit(result: dict) -> None:
+    result.update(rss_mb())
+    print("BENCHJSON " + json.dumps(result), flush=True)
+
+
+def split_file(data_dir: Path, split: str) -> Path:
+    names = {
+        "train": ("train.txt", "eng.train"),
+        "validation": ("valid.txt", "eng.testa"),
+        "test": ("test.txt", "eng.testb"),
+    }[split]
+    for n in names:
+        if (data_dir / n).is_file():
+            return data_dir / n
+    raise FileNotFoundError(f"no {split} file in {data_dir}")
+
+
+def child_gemm(cfg: dict) -> dict:
+    """Matrix-multiply peak (fp32 and bf16, best of several sizes) and a model FLOP count check."""
+    import torch
+
+    set_threads(cfg["threads"])
+    budget = cfg["gemm_seconds"]
+
+    def rate(dtype, n):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        t0, k = time.perf_counter(), 0
+        while True:
+            a @ b
+            k += 1
+            dt = time.perf_counter() - t0
+            if dt > budget:
+                break
+        return 2 * n**3 * k / dt / 1e9
+
+    fp32 = {n: round(rate(torch.float32, n), 2) for n in (512, 1024, 2048)}
+    # Emulated bf16 (no AVX512-BF16/AMX) runs at ~2 GFLOP/s: large sizes would take minutes there.
+    bf16 = {n: round(rate(torch.bfloat16, n), 2) for n in ((512, 1024, 2048) if cfg.get("native_bf16") else (256, 512))}
+
+    # Model FLOPs: forward FLOPs counted by FlopCounterMode on one batch (16 x L, every token real),
+    # x3 for forward + backward, vs the analytic 6 * N_non_embedding * tokens + 12 * layers * d * sum(L^2).
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(cfg["model"], num_labels=9)
+    n_total = sum(p.numel() for p in model.parameters())
+    n_emb = sum(p.numel() for n_, p in model.named_parameters() if "embeddings" in n_)
+    c = model.config
+    L = 32
+    ids = torch.randint(1000, 2000, (BATCH, L))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    fwd = counter.get_total_flops()
+    analytic = 6 * (n_total - n_emb) * BATCH * L + 12 * c.num_hidden_layers * c.hidden_size * BATCH * L * L
+    return {
+        "gemm_gflops_fp32": fp32,
+        "gemm_gflops_bf16": bf16,
+        "peak_fp32_gflops": max(fp32.values()),
+        "peak_bf16_gflops": max(bf16.values()),
+        "params_total": n_total,
+        "params_non_embedding": n_total - n_emb,
+        "num_layers": c.num_hidden_layers,
+        "hidden": c.hidden_size,
+        "flop_check": {
+            "batch": [BATCH, L],
+            "flopcounter_fwd_x3": 3 * fwd,
+            "analytic_6N_plus_attn": analytic,
+            "ratio": round(3 * fwd / analytic, 4),
+        },
+    }
+
+
+def child_prep_notebook(cfg: dict) -> dict:
+    t0 = time.perf_counter()
+    from transformers import AutoTokenizer
+
+    from bench.notebook_recipe import read_conll_lines, tokenize_notebook
+
+    t1 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(cfg["model"])
+    sents, tags, _ = read_conll_lines(split_file(Path(cfg["data_dir"]), "train"))
+    rows = tokenize_notebook(tok, sents, tags, pad_to_max=True, max_length=120)
+    t2 = time.perf_counter()
+    return {
+        "import_s": round(t1 - t0, 3),
+        "work_s": round(t2 - t1, 3),
+        "total_s": round(t2 - T_START, 3),
+        "sentences": len(sents),
+        "rows": len(rows),
+    }
+
+
+def _prep_ours(cfg: dict) -> dict:
+    os.environ["HF_DATASETS_CACHE"] = str(Path(cfg["cache_dir"]) / "hf_home")
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    t0 = time.perf_counter()
+    import datasets  # noqa: F401
+    from transformers import AutoTokenizer
+
+    from conll2003_loader import load_conll
+    from nerforge.features import build_features
+
+    t1 = time.perf_counter()
+    raw = load_conll(data_dir=cfg["data_dir"], cache_dir=str(Path(cfg["cache_dir"]) / "builder"))
+    t2 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(cfg["model"], use_fast=True)
+    names = raw["train"].features["ner_tags"].feature.names
+    # our loop's defaults (nerforge/config.py): max_length 512, stride 32, no document context
+    feats = build_features(
+        raw["train"], tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
+    )
+    t3 = time.perf_counter()
+    return {
+        "import_s": round(t1 - t0, 3),
+        "work_s": round(t3 - t1, 3),
+        "builder_s": round(t2 - t1, 3),
+        "features_s": round(t3 - t2, 3),
+        "total_s": round(t3 - T_START, 3),
+        "sentences": len(raw["train"]),
+        "rows": len(feats),
+        "pieces": int(sum(feats["length"])),
+        "sum_len_sq": int(sum(x * x for x in feats["length"])),
+    }
+
+
+def _trainer_run(cfg: dict, *, pad_to_max: bool, max_length: int, max_steps: int, epochs: float, out_dir: str):
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainerCallback,
+        default_data_collator,
+    )
+
+    from bench import notebook_recipe as nb
+
+    set_threads(cfg["threads"])
+    tok = AutoTokenizer.from_pretrained(cfg["model"])
+    sents, tags, _ = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "train"))
+    rows = nb.tokenize_notebook(tok, sents, tags, pad_to_max=pad_to_max, max_length=max_length)
+    model = nb.load_model(cfg["model"])
+    seen = {"sentences": 0, "pieces": 0, "padded": 0}
+
+    def count(module, args, kwargs):  # exactly the batches the model trains on (no prefetch double count)
+        if module.training:
+            m = kwargs["attention_mask"]
+            seen["sentences"] += int(m.shape[0])
+            seen["pieces"] += int(m.sum())
+            seen["padded"] += int(m.numel())
+
+    model.register_forward_pre_hook(count, with_kwargs=True)
+    times = {}
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            times["begin"] = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            times.setdefault("steps", []).append(time.perf_counter())
+
+        def on_train_end(self, args, state, control, **kw):
+            times["end"] = time.perf_counter()
+
+    collator = default_data_collator if pad_to_max else DataCollatorForTokenClassification(tok)
+    args = nb.training_args(out_dir, max_steps=max_steps, num_train_epochs=epochs, seed=cfg.get("seed", SEED))
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator, callbacks=[Clock()])
+    trainer.train()
+    dt = times["end"] - times["begin"]
+    res = {
+        "steps": len(times.get("steps", [])),
+        "train_time_s": round(dt, 3),
+        "sentences_per_s": round(seen["sentences"] / dt, 2),
+        "pieces_per_s": round(seen["pieces"] / dt, 1),
+        "real_pieces": seen["pieces"],
+        "padded_pieces": seen["padded"],
+        "optim": str(args.optim),
+        "torch_threads": torch.get_num_threads(),
+    }
+    st = times.get("steps", [])
+    if len(st) > 2:  # steady state: from the end of step 1 to the end of the last step (batch 16 each)
+        res["sentences_per_s_excl_first_step"] = round(BATCH * (len(st) - 1) / (st[-1] - st[0]), 2)
+    return res, trainer, tok
+
+
+def child_train_trainer(cfg: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        res, _, _ = _trainer_run(
+            cfg,
+            pad_to_max=cfg["variant"] == "notebook",
+            max_length=120 if cfg["variant"] == "notebook" else 512,
+            max_steps=cfg["steps"],
+            epochs=5,
+            out_dir=tmp,
+        )
+    res["variant"] = cfg["variant"]
+    return res
+
+
+def child_f1_notebook(cfg: dict) -> dict:
+    """One epoch of the notebook recipe, scored on test (conlleval entity micro F1). Dynamic padding stands
+    in for padding to 120 (the loss and gradients do not depend on padding: pads are masked and -100)."""
+    from bench import notebook_recipe as nb
+    from nerforge.metric import score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res, trainer, tok = _trainer_run(
+            cfg,
+            pad_to_max=False,
+            max_length=120,
+            max_steps=cfg.get("steps", -1),
+            epochs=cfg.get("epochs", 1),
+            out_dir=tmp,
+        )
+        sents, tags, _ = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
+        pred, missing = nb.predict_words_trainer(trainer, tok, sents)
+    s = score(tags, pred)
+    res.update(
+        f1=s["f1"],
+        precision=s["precision"],
+        recall=s["recall"],
+        words_unpredicted=missing,
+        padding="dynamic (stand-in for max_length padding to 120; same F1 up to float noise)",
+    )
+    return res
+
+
+def child_train_ours(cfg: dict) -> dict:
+    """train_accelerate.py as a subprocess, on the full training set; validation/test cut to a few
+    sentences (prepared dataset folder) so the evaluation the loop does at the last step costs ~nothing.
+    Throughput comes from the loop's metrics.json (training steps only)."""
+    env = dict(os.environ, ACCELERATE_MIXED_PRECISION=cfg["precision"])
+    out = Path(cfg["tmp"]) / f"ours_{cfg['precision']}_{cfg['tag']}"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train_accelerate.py"),
+        "--model_name_or_path",
+        cfg["model"],
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+        "--report_to",
+        "none",
+        "--seed",
+        str(cfg.get("seed", SEED)),
+        "--context_size",
+        str(cfg.get("context_size", 0)),
+        "--cache_dir",
+        str(Path(cfg["tmp"]) / "ours_cache"),
+    ]
+    if cfg.get("dataset_path"):
+        cmd += ["--dataset_path", cfg["dataset_path"]]
+    else:
+        cmd += ["--data_dir", cfg["data_dir"]]
+    cmd += [str(a) for a in cfg.get("extra_args", [])]  # e.g. --pack_length 128 (quality runs)
+    if cfg.get("steps") is not None:
+        cmd += ["--max_steps", str(cfg["steps"])]
+    else:
+        cmd += ["--num_train_epochs", str(cfg.get("epochs", 1))]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"train_accelerate.py failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    m = json.loads((out / "metrics.json").read_text())
+    steps = m["history"][-1]["step"] if m["history"] else None
+    res = {
+        "precision": m["mixed_precision"],
+        "steps": cfg.get("steps"),
+        "sentences_per_s": m["train_windows_per_s"],
+        "pieces_per_s": m["train_pieces_per_s"],
+        "train_time_s": m["train_step_time_s"],
+        "subprocess_wall_s": round(wall, 2),
+        "command": " ".join(cmd),
+        "last_logged_step": steps,
+    }
+    # With packed document context a window holds several sentences: sentences/s = windows/s x sentences
+    # per window, and the time of one epoch = windows / (windows/s) (counts from metrics.json).
+    sentences, windows = m["train_sentences"], m["train_windows"]
+    res.update(
+        train_sentences=sentences,
+        train_windows=windows,
+        windows_per_s=m["train_windows_per_s"],
+        sentences_per_s=round(m["train_windows_per_s"] * sentences / windows, 2),
+        epoch_time_s_estimated=round(windows / m["train_windows_per_s"], 1),
+    )
+    if (cfg.get("steps") is None and not cfg.get("time_only")) or cfg.get("full_eval"):  # a quality run
+        res.update(
+            f1=m["test"]["f1"],
+            precision_test=m["test"]["precision"],
+            recall_test=m["test"]["recall"],
+            val_f1=m["validation"]["f1"],
+            export=str(out / "model"),
+        )
+    return res
+
+
+def child_make_dataset(cfg: dict) -> dict:
+    """A prepared dataset folder: the full training split, validation/test cut to `n_eval` sentences."""
+    os.environ["HF_DATASETS_CACHE"] = str(Path(cfg["tmp"]) / "hf_home")
+    from conll2003_loader import load_conll
+
+    raw = load_conll(data_dir=cfg["data_dir"], cache_dir=str(Path(cfg["tmp"]) / "mk_cache"))
+    out = Path(cfg["out"])
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for split, ds in raw.items():
+        if split != "train":
+            ds = ds.select(range(min(cfg["n_eval"], len(ds))))
+        ds.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+    return {"train": len(raw["train"])}
+
+
+def child_make_model(cfg: dict) -> dict:
+    """The encoder with a token-classification head (seeded init, untrained) for the inference speed test."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from bench import notebook_recipe as nb
+
+    torch.manual_seed(0)
+    nb.load_model(cfg["model"]).save_pretrained(cfg["out"])
+    AutoTokenizer.from_pretrained(cfg["model"]).save_pretrained(cfg["out"])
+    return {"saved": cfg["out"]}
+
+
+def child_infer_pipeline(cfg: dict) -> dict:
+    set_threads(cfg["threads"])
+    from transformers import pipeline
+
+    from bench import notebook_recipe as nb
+
+    sents, _, _ = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
+    if cfg.get("every"):  # a systematic sample: the test set's mix of lengths, not its first documents'
+        sents = sents[:: cfg["every"]]
+    ner = pipeline("ner", model=cfg["model_dir"], device=-1)
+    ner("warm up")
+    covered = 0
+    t0 = time.perf_counter()
+    for words in sents:  # the notebook's way: one call per sentence
+        text = " ".join(words)
+        out = ner(text, ignore_labels=[])  # every token, so that covered words can be counted
+        starts, pos = set(), 0
+        for w in words:
+            starts.add(pos)
+            pos += len(w) + 1
+        covered += len({o["start"] for o in out if o["start"] in starts})
+    dt = time.perf_counter() - t0
+    return {
+        "sentences": len(sents),
+        "time_s": round(dt, 3),
+        "sentences_per_s": round(len(sents) / dt, 2),
+        "words_per_s": round(sum(map(len, sents)) / dt, 1),
+        "words_gold": sum(map(len, sents)),
+        "words_predicted": covered,
+        "sample": f"every {cfg['every']}th sentence" if cfg.get("every") else "all",
+    }
+
+
+def child_infer_ours(cfg: dict) -> dict:
+    set_threads(cfg["threads"])
+    from bench import notebook_recipe as nb
+    from nerforge.metric import score
+    from nerforge.predict import Predictor
+
+    sents, tags, docs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
+    if cfg.get("limit"):
+        sents, tags, docs = sents[: cfg["limit"]], tags[: cfg["limit"]], docs[: cfg["limit"]]
+    pred = Predictor.from_pretrained(cfg["model_dir"], bf16=cfg.get("bf16", False))
+    pred.predict_words([["warm", "up"]])
+    t0 = time.perf_counter()
+    out = pred.predict_words(sents, docs)
+    dt = time.perf_counter() - t0
+    res = {
+        "sentences": len(sents),
+        "time_s": round(dt, 3),
+        "sentences_per_s": round(len(sents) / dt, 2),
+        "words_per_s": round(sum(map(len, sents)) / dt, 1),
+        "words_gold": sum(map(len, sents)),
+        "words_predicted": sum(map(len, out)),
+        "bf16": cfg.get("bf16", False),
+        "batch_size": pred.batch_size,
+        "max_length": pred.max_length,
+    }
+    if cfg.get("trained"):
+        res["f1"] = score(tags, out)["f1"]
+    if cfg.get("save_tags"):
+        Path(cfg["save_tags"]).write_text(json.dumps(out))
+    if cfg.get("compare_tags"):
+        ref = json.loads(Path(cfg["compare_tags"]).read_text())[: len(out)]
+        same = sum(a == b for r, o in zip(ref, out) for a, b in zip(r, o))
+        res["tag_agreement_vs_fp32"] = round(same / max(1, res["words_predicted"]), 5)
+    return res
+
+
+CHILDREN = {
+    "gemm": child_gemm,
+    "prep_notebook": child_prep_notebook,
+    "prep_ours": _prep_ours,
+    "train_trainer": child_train_trainer,
+    "train_ours": child_train_ours,
+    "f1_notebook": child_f1_notebook,
+    "make_dataset": child_make_dataset,
+    "make_model": child_make_model,
+    "infer_pipeline": child_infer_pipeline,
+    "infer_ours": child_infer_ours,
+}
+
+
+def main(argv=None) -> int:
+    name, cfg = argv or sys.argv[1:]
+    emit(CHILDREN[name](json.loads(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
