@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import run as bench  # subprocess children and the machine description
+from bench import measure
+from bench.report import RESULTS
 
 
 def paired_ratios(rounds: list[dict]) -> dict:
@@ -38,8 +39,8 @@ def paired_ratios(rounds: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", default=str(bench.ROOT.parent / "shared" / "data" / "conll2003"))
-    p.add_argument("--model", default=str(bench.ROOT.parent / "shared" / "models" / "all-minilm-l6-v2"))
+    p.add_argument("--data-dir", default=str(measure.ROOT.parent / "shared" / "data" / "conll2003"))
+    p.add_argument("--model", default=str(measure.ROOT.parent / "shared" / "models" / "all-minilm-l6-v2"))
     p.add_argument("--name", required=True, help="names the result file: bench/results/ab_NAME.json")
     p.add_argument("--a-args", default="", help="train_accelerate.py flags of A (default: none, the loop's defaults)")
     p.add_argument("--b-args", required=True, help="train_accelerate.py flags of B")
@@ -54,12 +55,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="nerforge-ab-") as tmp:
         base = {"model": str(Path(args.model).resolve()), "data_dir": str(Path(args.data_dir).resolve()), "tmp": tmp}
         ds = str(Path(tmp) / "ds")
-        bench.run_child("make_dataset", dict(base, out=ds, n_eval=32), args.threads, print)
+        measure.run_child("make_dataset", dict(base, out=ds, n_eval=32), args.threads, print)
         for i in range(args.rounds):
             order = "ab" if i % 2 == 0 else "ba"  # alternate who goes first
             res = {}
             for v in order:
-                res[v] = bench.run_child(
+                res[v] = measure.run_child(
                     "train_ours",
                     dict(
                         base,
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     out = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": "python -m bench.ab " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "machine": bench.machine(),
+        "machine": measure.machine(),
         "a_args": args.a_args,
         "b_args": args.b_args,
         "precision": args.precision,
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
         "rounds": rounds,
         "summary": paired_ratios(rounds),
     }
-    path = bench.RESULTS / f"ab_{args.name}.json"
+    path = RESULTS / f"ab_{args.name}.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["summary"], indent=2), f"\nwrote {path}")
     return 0

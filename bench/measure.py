@@ -1,15 +1,18 @@
-"""The measurements of the benchmarks, each run in a process of its own by bench/run.py.
+"""The measurements of the benchmarks, each in a process of its own, and how they are started.
 
     python -m bench.measure NAME CONFIG_JSON
 
 runs one child (`CHILDREN[NAME]`), which prints one `BENCHJSON {...}` line with its result and its own
-peak RSS (ru_maxrss of itself and of its waited-for children), so peaks never mix between measurements.
+peak RSS (ru_maxrss of itself and of its waited-for children), so peaks never mix between measurements. `run_child` starts one from bench/run.py, bench/quality.py
+or bench/ab.py with the same thread settings; `machine` describes the CPU; `recipe_args` are the
+training settings of configs/minilm-cpu.yaml as the loop's flags.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -447,6 +450,104 @@ CHILDREN = {
     "infer_pipeline": child_infer_pipeline,
     "infer_ours": child_infer_ours,
 }
+
+
+# ============================================================================ the parent's side
+
+
+def run_child(name: str, cfg: dict, threads: int, log) -> dict:
+    # The same thread budget for every measurement, torch's and the Rust tokenizer's alike (a batched
+    # encode may use it; the notebook's one-sentence calls cannot).
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TOKENIZERS_PARALLELISM="true",
+        RAYON_RS_NUM_CPUS=str(threads),
+        RAYON_NUM_THREADS=str(threads),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYTHONHASHSEED="0",
+        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
+        TRANSFORMERS_VERBOSITY="error",
+    )
+    cfg = dict(cfg, threads=threads)
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.measure", name, json.dumps(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("BENCHJSON ")]
+    if p.returncode != 0 or not lines:
+        log(f"  !! {name} failed (exit {p.returncode}):\n{p.stderr[-4000:]}")
+        return {"error": p.stderr[-2000:], "wall_s": round(wall, 2)}
+    res = json.loads(lines[-1][len("BENCHJSON ") :])
+    res["wall_s"] = round(wall, 2)
+    res["loadavg_1min_start_end"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    log(
+        f"  {name} {cfg.get('variant', cfg.get('precision', cfg.get('tag', '')))}: "
+        f"{json.dumps({k: v for k, v in res.items() if k not in ('command', 'error')})[:400]}"
+    )
+    return res
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    flags = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and cpu == "unknown":
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("torch", "transformers", "datasets", "accelerate", "tokenizers"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            versions[mod] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "avx512": " avx512f" in flags,
+        "amx": " amx_tile" in flags,
+        "avx512_bf16": " avx512_bf16" in flags,
+        "python": platform.python_version(),
+        "versions": versions,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+RECIPE = ROOT / "configs" / "minilm-cpu.yaml"
+
+
+def recipe_settings(path: Path = RECIPE) -> dict:
+    """The training settings chosen on validation for MiniLM on CPU (bench/quality.py), as the loop reads
+    them from configs/minilm-cpu.yaml (keys it leaves out take the loop's defaults)."""
+    from nerforge.config import load_saved
+
+    cfg = load_saved(path)
+    return {
+        "learning_rate": cfg.training.learning_rate,
+        "warmup_ratio": cfg.training.warmup_ratio,
+        "lr_scheduler_type": cfg.training.lr_scheduler_type,
+        "tagging_scheme": cfg.data.tagging_scheme,
+        "label_all_tokens": cfg.data.label_all_tokens,
+        "sparse_embedding_updates": cfg.training.sparse_embedding_updates,
+    }
+
+
+def recipe_args(settings: dict | None = None) -> list[str]:
+    """Those settings as the loop's command-line flags."""
+    return [a for k, v in (settings or recipe_settings()).items() for a in (f"--{k}", str(v))]
 
 
 def main(argv=None) -> int:

@@ -42,14 +42,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench import run as bench  # subprocess children and the machine description
+from bench import measure
 from bench.report import write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-RECIPE = bench.RECIPE
-TUNED = bench.recipe_settings()
+RECIPE = measure.RECIPE
+TUNED = measure.recipe_settings()
 
 
 def recipe_epochs(path: Path = RECIPE) -> int:
@@ -80,7 +80,7 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
     if args.max_steps:
         cfg["steps"] = args.max_steps
     if variant == "notebook":
-        res = bench.run_child("f1_notebook", cfg, args.threads, log)
+        res = measure.run_child("f1_notebook", cfg, args.threads, log)
     else:
         # one output folder per variant, seed, epochs and setting: no run overwrites another's export
         tag = f"{variant}_q{seed}e{epochs}" + "".join(f"_{v}" for v in args.set.values())
@@ -100,8 +100,8 @@ def one_run(variant: str, seed: int, epochs: int, args, log) -> dict:
                 args.context_batch_size,
             ]
         # every setting on the command line: the record says what ran
-        cfg["extra_args"] = cfg.get("extra_args", []) + bench.recipe_args(dict(TUNED, **args.set))
-        res = bench.run_child("train_ours", cfg, args.threads, log)
+        cfg["extra_args"] = cfg.get("extra_args", []) + measure.recipe_args(dict(TUNED, **args.set))
+        res = measure.run_child("train_ours", cfg, args.threads, log)
     if "error" in res:
         raise RuntimeError(f"{variant} seed {seed} failed:\n{res['error']}")
     return {
@@ -170,7 +170,7 @@ def aggregate(runs: list[dict]) -> dict:
 def summarise(all_runs: list[dict]) -> dict:
     out: dict = {
         "updated": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": bench.machine(),
+        "machine": measure.machine(),
         "all_runs": all_runs,
     }
     budgets = sorted({r["epochs"] for r in all_runs})
@@ -422,7 +422,7 @@ def main(argv=None) -> int:
     Path(args.tmp).mkdir(parents=True, exist_ok=True)
     # Each run says which CPU it ran on: sessions get different machines (AVX2-only vs AVX512-BF16, ~3x
     # apart in fp32 GEMM), so time per epoch is comparable only between runs on the same kind.
-    m = bench.machine()
+    m = measure.machine()
     args.machine = {k: m[k] for k in ("cpu", "cores", "avx512", "avx512_bf16", "amx")}
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     prior = load_runs()

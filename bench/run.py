@@ -16,61 +16,17 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.measure import BATCH, SEED, split_file
+from bench.measure import BATCH, SEED, machine, recipe_args, run_child, split_file
 from bench.report import RESULTS, best_gemm, summarize, write_markdown
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_child(name: str, cfg: dict, threads: int, log) -> dict:
-    # The same thread budget for every measurement, torch's and the Rust tokenizer's alike (a batched
-    # encode may use it; the notebook's one-sentence calls cannot).
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(threads),
-        MKL_NUM_THREADS=str(threads),
-        TOKENIZERS_PARALLELISM="true",
-        RAYON_RS_NUM_CPUS=str(threads),
-        RAYON_NUM_THREADS=str(threads),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        PYTHONHASHSEED="0",
-        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
-        TRANSFORMERS_VERBOSITY="error",
-    )
-    cfg = dict(cfg, threads=threads)
-    t0 = time.perf_counter()
-    load0 = os.getloadavg()[0]
-    p = subprocess.run(
-        [sys.executable, "-m", "bench.measure", name, json.dumps(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - t0
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("BENCHJSON ")]
-    if p.returncode != 0 or not lines:
-        log(f"  !! {name} failed (exit {p.returncode}):\n{p.stderr[-4000:]}")
-        return {"error": p.stderr[-2000:], "wall_s": round(wall, 2)}
-    res = json.loads(lines[-1][len("BENCHJSON ") :])
-    res["wall_s"] = round(wall, 2)
-    res["loadavg_1min_start_end"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-    log(
-        f"  {name} {cfg.get('variant', cfg.get('precision', cfg.get('tag', '')))}: "
-        f"{json.dumps({k: v for k, v in res.items() if k not in ('command', 'error')})[:400]}"
-    )
-    return res
 
 
 def scaled_data_dir(src: Path, k: int, dst: Path) -> Path:
@@ -82,59 +38,6 @@ def scaled_data_dir(src: Path, k: int, dst: Path) -> Path:
     for split, name in (("validation", "valid.txt"), ("test", "test.txt")):
         shutil.copyfile(split_file(src, split), dst / name)
     return dst
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    flags = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
-    versions = {}
-    for mod in ("torch", "transformers", "datasets", "accelerate", "tokenizers"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            versions[mod] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "avx512": " avx512f" in flags,
-        "amx": " amx_tile" in flags,
-        "avx512_bf16": " avx512_bf16" in flags,
-        "python": platform.python_version(),
-        "versions": versions,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-RECIPE = ROOT / "configs" / "minilm-cpu.yaml"
-
-
-def recipe_settings(path: Path = RECIPE) -> dict:
-    """The training settings chosen on validation for MiniLM on CPU (bench/quality.py), as the loop reads
-    them from configs/minilm-cpu.yaml (keys it leaves out take the loop's defaults)."""
-    from nerforge.config import load_saved
-
-    cfg = load_saved(path)
-    return {
-        "learning_rate": cfg.training.learning_rate,
-        "warmup_ratio": cfg.training.warmup_ratio,
-        "lr_scheduler_type": cfg.training.lr_scheduler_type,
-        "tagging_scheme": cfg.data.tagging_scheme,
-        "label_all_tokens": cfg.data.label_all_tokens,
-        "sparse_embedding_updates": cfg.training.sparse_embedding_updates,
-    }
-
-
-def recipe_args(settings: dict | None = None) -> list[str]:
-    """Those settings as the loop's command-line flags."""
-    return [a for k, v in (settings or recipe_settings()).items() for a in (f"--{k}", str(v))]
 
 
 def main_parent(args) -> int:

@@ -132,7 +132,7 @@ def test_command_template_drops_what_differs_between_seeds(quality):
 def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model: {model_name_or_path: m}\ndata: {tagging_scheme: iob1}\ntraining: {learning_rate: 2.0e-4}\n")
-    s = quality.bench.recipe_settings(path)
+    s = quality.measure.recipe_settings(path)
     from nerforge.config import DataConfig, TrainingConfig
 
     assert s == {
@@ -145,9 +145,9 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     }
     path.write_text("training: {learning_rat: 2.0e-4}\n")
     with pytest.raises(Exception, match="learning_rat"):
-        quality.bench.recipe_settings(path)
+        quality.measure.recipe_settings(path)
     # the flags the quality runs and bench/run.py's equal-budget run pass to the loop
-    assert quality.bench.recipe_args(s) == [
+    assert quality.measure.recipe_args(s) == [
         "--learning_rate",
         "0.0002",
         "--warmup_ratio",

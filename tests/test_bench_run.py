@@ -3,7 +3,7 @@ bench/run.py's recipe flags. Synthetic measurements, no subprocesses, nothing ti
 
 import pytest
 
-from bench import run
+from bench import measure
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def test_bf16_inference_without_a_trained_model_claims_nothing(bench):
 
 
 def test_recipe_args_follow_the_minilm_config(bench):
-    args = run.recipe_args()
-    settings = run.recipe_settings()
+    args = measure.recipe_args()
+    settings = measure.recipe_settings()
     assert args[args.index("--learning_rate") + 1] == str(settings["learning_rate"])
     assert len(args) == 2 * len(settings)
 
