@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from nerforge.atomic import write_json_atomic
+from nerforge.calibrate import calibrate_model, summary_line
 from nerforge.config import ConfigError, RunConfig, parse_config
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
@@ -48,6 +49,7 @@ from nerforge.modeling import (
     load_model_and_tokenizer,
     position_limit,
 )
+from nerforge.predict import Predictor
 from nerforge.push import PushError, push_export
 
 STATE_FILE = "trainer_state.json"
@@ -475,6 +477,24 @@ def train(cfg: RunConfig) -> int:
             f"F1 {100 * m['f1']:.2f} (entity-level micro, conlleval); "
             f"seqeval weighted F1 {100 * m['weighted_f1']:.2f}"
         )
+
+    # ------------------------------------------------------------------ calibration (main process)
+    # One temperature fitted on the validation words and folded into the classifier: scores change,
+    # tags and the F1 above do not (nerforge/calibrate.py). The predictor uses the training windows.
+    if t.calibrate and accelerator.is_main_process:
+        d = cfg.data
+        predictor = Predictor(
+            accelerator.unwrap_model(model),
+            tokenizer,
+            batch_size=t.per_device_eval_batch_size,
+            max_length=d.max_length,
+            stride=d.stride,
+            context_size=d.context_size,
+            pack_length=d.pack_length,
+            device=accelerator.device,
+        )
+        metrics["calibration"] = calibrate_model(predictor, {s: raw[s] for s in eval_dls})
+        log(f"calibrated: {summary_line(metrics['calibration'])}")
 
     # ------------------------------------------------------------------ export, card, push (main process)
     status = 0

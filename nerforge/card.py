@@ -97,6 +97,41 @@ def plot_training_curve(history: Sequence[Mapping[str, Any]], path: str | os.Pat
     atomic_write_bytes(path, buf.getvalue())
 
 
+def plot_reliability(calibration: Mapping[str, Any], path: str | os.PathLike, split: str = "validation") -> None:
+    """Reliability diagram of a calibration (``metrics.json``'s ``calibration``): accuracy against
+    confidence per bin, before and after the temperature, for words and for predicted entities."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, level in enumerate(("word", "entity")):
+        ax = fig.add_subplot(1, 2, k + 1)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        for when, color in (("before", "tab:red"), ("after", "tab:blue")):
+            bins = [b for b in calibration[split][when][level]["bins"] if b["count"]]
+            ece = calibration[split][when][level]["ece"]
+            ax.plot(
+                [b["confidence"] for b in bins],
+                [b["accuracy"] for b in bins],
+                marker="o",
+                markersize=3,
+                color=color,
+                label=f"{when} (ECE {100 * ece:.2f}%)",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{split}: {level}s, T = {calibration['temperature']:.3f}")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
 # ---------------------------------------------------------------------------
 # Model card
 # ---------------------------------------------------------------------------
@@ -144,6 +179,30 @@ def _split_view(split: str, scores: Mapping[str, Any]) -> dict:
             for name, row in sorted(per_type.items())
         ],
     }
+
+
+def _calibration_view(calibration: Mapping[str, Any] | None) -> dict | None:
+    if not isinstance(calibration, Mapping) or not _finite(calibration.get("temperature")):
+        return None
+    rows = []
+    for split in ("validation", "test"):
+        c = calibration.get(split)
+        if not isinstance(c, Mapping):
+            continue
+        b, a = c["before"], c["after"]
+        rows.append(
+            {
+                "split": split,
+                "word_before": _pct(b["word"]["ece"]),
+                "word_after": _pct(a["word"]["ece"]),
+                "entity_before": _pct(b["entity"]["ece"]),
+                "entity_after": _pct(a["entity"]["ece"]),
+                "confidence_before": _pct(b["word"]["mean_confidence"]),
+                "confidence_after": _pct(a["word"]["mean_confidence"]),
+                "accuracy": _pct(a["word"]["accuracy"]),
+            }
+        )
+    return {"temperature": f"{float(calibration['temperature']):.3f}", "rows": rows}
 
 
 def _looks_local(name: str | None) -> bool:
@@ -286,6 +345,8 @@ def render_model_card(
         splits=[_split_view(s, scores) for s, scores in splits],
         training_facts=extra,
         has_curve=(export_dir / "training_curve.png").is_file(),
+        calibration=_calibration_view(metrics.get("calibration")),
+        has_calibration_plot=(export_dir / "calibration.png").is_file(),
         frameworks=_framework_versions(),
         widget_text=widget_text,
     )

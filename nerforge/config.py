@@ -168,6 +168,12 @@ class TrainingConfig:
     hub_private: bool = False
     hub_revision: Optional[str] = None
     hub_commit_message: str = "Upload NER model trained with nerforge"
+    calibrate: bool = field(
+        default=True,
+        metadata={
+            "help": "At the end, fit one temperature on the validation words (NLL) and fold it into the classifier: calibrated scores for every consumer, tags and F1 unchanged."
+        },
+    )
     example_text: Optional[str] = field(
         default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."}
     )

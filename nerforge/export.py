@@ -1,8 +1,8 @@
 """The export folder: what ``pipeline("ner", model=...)`` loads and what is pushed to the Hub.
 
 :func:`export_run` assembles ``OUTPUT_DIR/model/`` (safetensors weights, tokenizer, ``config.json``
-with the dataset's labels, the resolved ``training_config.yaml``, ``metrics.json``, the training curve
-and the model card) under a temporary name and swaps it in when complete, so a killed run or a full
+with the dataset's labels, the resolved ``training_config.yaml``, ``metrics.json``, the training curve,
+the reliability diagram when the scores were calibrated, and the model card) under a temporary name and swaps it in when complete, so a killed run or a full
 disk leaves the previous export in place. :func:`save_model_atomic` and :func:`load_weights` keep and
 reload the best model during training the same way.
 """
@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 from nerforge.atomic import fresh_tmp, swap_in, write_json_atomic
-from nerforge.card import plot_training_curve, render_model_card
+from nerforge.card import plot_reliability, plot_training_curve, render_model_card
 
-__all__ = ["ExportError", "export_run", "save_model_atomic", "load_weights"]
+__all__ = ["ExportError", "export_run", "update_export", "save_model_atomic", "load_weights"]
 
 
 class ExportError(OSError):
@@ -60,6 +60,8 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
         cfg.save(tmp / "training_config.yaml")
         write_json_atomic(tmp / "metrics.json", metrics)
         plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
+        if metrics.get("calibration"):
+            plot_reliability(metrics["calibration"], tmp / "calibration.png")
         render_model_card(
             tmp,
             cfg,
@@ -74,4 +76,29 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
         raise ExportError(
             f"could not write the export to {export_dir}: {e}; any previous export there is unchanged"
         ) from e
+    return export_dir
+
+
+def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
+    """Rewrite an existing export with new weights and metrics (e.g. after calibration): every other
+    file is kept, the figures and the card are made again; swapped in whole, or not at all."""
+    from nerforge.config import load_saved
+
+    export_dir = Path(export_dir)
+    try:
+        tmp = fresh_tmp(export_dir)
+        for item in export_dir.iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        model.save_pretrained(tmp, safe_serialization=True)
+        write_json_atomic(tmp / "metrics.json", metrics)
+        if metrics.get("calibration"):
+            plot_reliability(metrics["calibration"], tmp / "calibration.png")
+        cfg = load_saved(tmp / "training_config.yaml")
+        labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        render_model_card(tmp, cfg, metrics=metrics, label_names=labels, repo_id=cfg.training.hub_model_id)
+        swap_in(tmp, export_dir)
+    except OSError as e:
+        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
+        raise ExportError(f"could not rewrite the export {export_dir}: {e}; it is unchanged") from e
     return export_dir

@@ -19,9 +19,10 @@ Rules stated once:
   ``I-X`` continues an ``X`` entity and starts one after ``O`` or another type (so IOB1 and IOB2
   both work, and a bare label ``X`` is read as ``I-X``). An entity spans from its first word's start to
   its last word's end; its score is the mean probability of the predicted tag over its words.
-* **CoNLL files**: every line is written back unchanged (``-DOCSTART-`` and blank lines byte for
-  byte) and every token line gets the predicted tag as one extra last column, joined with the
-  line's own separator (a tab if the line has one, else a space) so conlleval can read it.
+* **CoNLL files**: every line is written back with one extra last column, joined with the line's own
+  separator (a tab if the line has one, else a space): the predicted tag on token lines, ``O`` on
+  ``-DOCSTART-`` lines, so every non-blank line has the same number of columns and the shared task's
+  ``conlleval`` reads the file as it is; blank lines are kept byte for byte.
 * **Defaults** for ``max_length``/``stride``/``context_size``/``pack_length`` come from the export's
   ``training_config.yaml`` when the model folder has one, else ``min(model max, 512)`` / 32 / 0 / 0.
 """
@@ -254,8 +255,9 @@ class Predictor:
             start = end
         return feats
 
-    def _predict_ids(self, sentences: list[list[str]], document_ids: list[int] | None):
-        """(tag ids, probabilities) per word of every sentence."""
+    def _predict_ids(self, sentences: list[list[str]], document_ids: list[int] | None, with_logits: bool = False):
+        """(tag ids, probabilities, logits or None) per word of every sentence: a word's logits are
+        those of its first word piece (a float tensor [words, labels] per sentence)."""
         import torch
 
         sentences = [list(s) for s in sentences]
@@ -273,7 +275,7 @@ class Predictor:
         order = sorted(range(len(feats["length"])), key=lambda k: feats["length"][k])
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         multiple_of = pad_multiple(self.device.type)
-        pred_rows, prob_rows, index_rows, word_rows, example_rows = [], [], [], [], []
+        pred_rows, prob_rows, index_rows, word_rows, example_rows, logit_rows = [], [], [], [], [], []
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         flat = 0
         with torch.inference_mode(), autocast:
@@ -291,6 +293,8 @@ class Predictor:
                 width = pred.shape[1]
                 pred_rows += pred.cpu().tolist()
                 prob_rows += prob.cpu().tolist()
+                if with_logits:
+                    logit_rows.append(logits.reshape(-1, logits.shape[-1]).cpu())
                 # A running position per token: assemble_predictions scatters it to words, and both
                 # the tag id and the probability are looked up from it.
                 index_rows += [list(range(flat + r * width, flat + (r + 1) * width)) for r in range(len(rows))]
@@ -309,7 +313,14 @@ class Predictor:
         for i, pos in zip(keep, positions):
             ids[i] = [int(flat_pred[p]) for p in pos]
             probs[i] = [float(flat_prob[p]) for p in pos]
-        return ids, probs
+        if not with_logits:
+            return ids, probs, None
+        n_labels = len(self.id2label)
+        flat_logits = torch.cat(logit_rows) if logit_rows else torch.zeros(0, n_labels)
+        logits = [torch.zeros(0, n_labels) for _ in sentences]
+        for i, pos in zip(keep, positions):
+            logits[i] = flat_logits[torch.tensor(pos, dtype=torch.long)]
+        return ids, probs, logits
 
     # ------------------------------------------------------------------ public API
 
@@ -322,8 +333,13 @@ class Predictor:
 
         ``document_ids`` (one per sentence) group consecutive sentences into documents for
         ``context_size``; None makes every sentence its own document."""
-        ids, probs = self._predict_ids(sentences, document_ids)
+        ids, probs, _ = self._predict_ids(sentences, document_ids)
         return [[self.id2label[i] for i in sent] for sent in ids], probs
+
+    def predict_logits(self, sentences: list[list[str]], document_ids: list[int] | None = None) -> list:
+        """The logits of every word (its first word piece, as scored): one float tensor
+        [words, labels] per sentence, columns in ``model.config.id2label`` order."""
+        return self._predict_ids(sentences, document_ids, with_logits=True)[2]
 
     def predict_words(self, sentences: list[list[str]], document_ids: list[int] | None = None) -> list[list[str]]:
         """One tag name (from ``model.config.id2label``) per word of every sentence."""
@@ -357,16 +373,27 @@ def _needs_prefixing(tags_seen: set) -> bool:
     return any(t != "O" and entity_type(t) == t for t in tags_seen)
 
 
-def _conll_output_lines(raw_lines: list[str], sentences, predictions: list[list[str]]) -> list[str]:
-    """The input lines with one predicted tag appended to every token line (others unchanged)."""
+def _with_column(line: str, value: str) -> str:
+    """`line` with `value` as one more last column, joined with the line's own separator."""
+    ending = "\r" if line.endswith("\r") else ""
+    body = line[: len(line) - len(ending)].rstrip(" \t")
+    return body + ("\t" if "\t" in body else " ") + value + ending
+
+
+def conll_output_lines(raw_lines: list[str], sentences, predictions: list[list[str]]) -> list[str]:
+    """The input lines with the predicted tag appended to every token line and ``O`` to every other
+    non-blank line (``-DOCSTART-``), so that every non-blank line has the same number of columns, as
+    conlleval requires; blank lines stay as they are."""
     out = list(raw_lines)
+    tagged = set()
     for sent, tags in zip(sentences, predictions):
         for k, tag in enumerate(tags):
             i = sent.line - 1 + k
-            line = out[i]
-            ending = "\r" if line.endswith("\r") else ""
-            body = line[: len(line) - len(ending)].rstrip(" \t")
-            out[i] = body + ("\t" if "\t" in body else " ") + tag + ending
+            out[i] = _with_column(out[i], tag)
+            tagged.add(i)
+    for i, line in enumerate(out):
+        if i not in tagged and line.strip(" \t\r"):
+            out[i] = _with_column(line, "O")
     return out
 
 
@@ -407,7 +434,7 @@ def _run_conll(args, predictor: Predictor, parsed) -> None:
     pred = predictor.predict_words(words, [s.document_index for s in sentences])
     if _needs_prefixing({t for s in pred for t in s}):
         pred = [prefix_bare_labels(s) for s in pred]
-    text = bom + "\n".join(_conll_output_lines(raw, sentences, pred))
+    text = bom + "\n".join(conll_output_lines(raw, sentences, pred))
     if args.output:
         Path(args.output).write_text(text, encoding=args.encoding, newline="")
     else:

@@ -84,12 +84,13 @@ def score_split(predictor: Predictor, split, label_column: str = "ner_tags") -> 
     return score(gold, pred)
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """Where the gold data comes from: the flags shared by score and the report."""
+def add_data_arguments(p: argparse.ArgumentParser, split: bool = True) -> None:
+    """Where the gold data comes from: the flags shared by score, calibrate and the report."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="folder with raw CoNLL files (train/valid/test)")
     src.add_argument("--dataset-path", help="prepared dataset: build folder, save_to_disk folder or Hub id")
-    p.add_argument("--split", default="test")
+    if split:
+        p.add_argument("--split", default="test")
     for split, example in (("train", "wnut17train.conll"), ("validation", "emerging.dev.conll"), ("test", None)):
         p.add_argument(
             f"--{split}-file",

@@ -12,6 +12,7 @@ import pytest
 from conftest import NER, ROOT, SAMPLE_DIR
 
 from nerforge.features import tokenize_and_window
+from nerforge.metric import score
 from nerforge.predict import Predictor, entities_from_tags, split_words
 
 WORDS = [
@@ -280,8 +281,11 @@ def test_cli_conll_round_trip(cli, tiny_model_dir, tmp_path):
     assert len(after) == len(before)
     gold, pred = [], []
     for a, b in zip(before, after):
-        if not a.strip() or a.startswith("-DOCSTART-"):
-            assert b == a  # blank and -DOCSTART- lines untouched
+        if not a.strip():
+            assert b == a  # blank lines untouched
+            continue
+        if a.startswith("-DOCSTART-"):
+            assert b == a + " O"  # the same number of columns as token lines (conlleval)
             continue
         head, tag = b.rsplit(" ", 1)
         assert head == a and tag in NER  # original columns untouched, one extra column
@@ -293,6 +297,40 @@ def test_cli_conll_round_trip(cli, tiny_model_dir, tmp_path):
     assert "F1" in err
 
 
+def read_tagged_conll(path):
+    """Read a tagged CoNLL file the way the shared task's conlleval does: every non-blank line splits
+    into the same number of columns (it stops otherwise), -DOCSTART- lines are skipped, the last two
+    columns are the gold and the predicted tag, blank lines end sentences."""
+    widths, gold, pred, g, p = set(), [], [], [], []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        fields = line.split()
+        if not fields:
+            if g:
+                gold.append(g)
+                pred.append(p)
+            g, p = [], []
+            continue
+        widths.add(len(fields))
+        if fields[0] == "-DOCSTART-":
+            continue
+        g.append(fields[-2])
+        p.append(fields[-1])
+    if g:
+        gold.append(g)
+        pred.append(p)
+    return widths, gold, pred
+
+
+def test_conll_output_is_read_by_conlleval_rules_and_scores_as_the_run_did(cli, tiny_model_dir, tmp_path):
+    out, metrics = tmp_path / "pred.txt", tmp_path / "m.json"
+    args = ["--model", tiny_model_dir, "--conll", SAMPLE_DIR / "test.txt", "--output", out, "--metrics-json", metrics]
+    code, _, err = cli(*args)
+    assert code == 0, err
+    widths, gold, pred = read_tagged_conll(out)
+    assert widths == {5}  # word POS chunk gold predicted, -DOCSTART- lines included
+    assert score(gold, pred) == json.loads(metrics.read_text())
+
+
 def test_cli_conll_other_columns_to_stdout(cli, tiny_model_dir, tmp_path):
     src = tmp_path / "two.txt"
     text = "-DOCSTART-\tO\n\nMara\tB-PER\nLindqvist\tI-PER\nsaid\tO\n\nPort\tB-LOC\nEllis\tI-LOC\n"
@@ -301,7 +339,7 @@ def test_cli_conll_other_columns_to_stdout(cli, tiny_model_dir, tmp_path):
     assert code == 0, err
     out = stdout.split("\n")
     assert len(out) == len(text.split("\n"))
-    assert out[:2] == ["-DOCSTART-\tO", ""]
+    assert out[:2] == ["-DOCSTART-\tO\tO", ""]
     assert all(
         o.startswith(i + "\t") and o.count("\t") == 2
         for i, o in zip(text.split("\n"), out)

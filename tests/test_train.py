@@ -96,6 +96,7 @@ def test_exact_files_and_metrics(finished_run):
     assert sorted(x.name for x in (out / "checkpoints").iterdir()) == ["step-000004", "step-000008", "step-000012"]
     assert sorted(x.name for x in (out / "model").iterdir()) == [
         "README.md",
+        "calibration.png",
         "config.json",
         "metrics.json",
         "model.safetensors",
@@ -317,3 +318,54 @@ def test_per_split_file_names_and_a_position_limit(tmp_path):
     p = run("--data_dir", str(d), *files, "--output_dir", str(tmp_path / "o2"), *fast, "--max_steps", "1", check=False)
     assert p.returncode == 2 and "max_length 1024 exceeds" in p.stderr and "512 positions" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_calibration_keeps_every_tag_and_lowers_the_validation_nll(finished_run):
+    """The export's classifier has the fitted temperature folded in; best_model/ holds the same
+    weights before folding. Tags equal on every word, validation NLL lower, as metrics.json says."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from conll2003_loader import load_splits
+    from nerforge.calibrate import nll
+    from nerforge.config import load_saved
+    from nerforge.predict import Predictor
+
+    out, _ = finished_run
+    cal = json.loads((out / "metrics.json").read_text())["calibration"]
+    assert cal["temperature"] != 1.0 and cal["fitted_on"] == "validation"
+    cfg = load_saved(out / "model" / "training_config.yaml")
+    splits = load_splits(**cfg.data.loader_kwargs())
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    kw = {"max_length": cfg.data.max_length, "stride": cfg.data.stride, "device": "cpu"}
+    before = Predictor(AutoModelForTokenClassification.from_pretrained(out / "best_model"), tok, **kw)
+    after = Predictor.from_pretrained(out / "model", device="cpu")
+    for split in ("validation", "test"):
+        z0 = torch.cat(before.predict_logits(splits[split]["tokens"]))
+        z1 = torch.cat(after.predict_logits(splits[split]["tokens"]))
+        assert torch.equal(z0.argmax(-1), z1.argmax(-1))  # every tag unchanged
+        assert torch.allclose(z0 / cal["temperature"], z1, atol=1e-4)  # logits / T inside the model
+        gold = torch.tensor([t for s in splits[split]["ner_tags"] for t in s])
+        assert nll(z1, gold) == pytest.approx(cal[split]["after"]["word"]["nll"], rel=1e-4)
+        assert nll(z0, gold) == pytest.approx(cal[split]["before"]["word"]["nll"], rel=1e-4)
+    assert cal["validation"]["after"]["word"]["nll"] < cal["validation"]["before"]["word"]["nll"]
+    card = (out / "model" / "README.md").read_text()
+    assert f"T = {cal['temperature']:.3f}" in card and "![reliability diagram](calibration.png)" in card
+
+
+def test_calibrate_false_leaves_the_head_alone(corpus, tmp_path):
+    run(
+        "--data_dir",
+        str(corpus),
+        "--output_dir",
+        str(tmp_path / "o"),
+        *FAST,
+        "--max_steps",
+        "2",
+        "--calibrate",
+        "false",
+    )
+    assert "calibration" not in json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert weights(tmp_path / "o" / "model")["classifier.weight"].equal(
+        weights(tmp_path / "o" / "best_model")["classifier.weight"]
+    )

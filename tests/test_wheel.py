@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -44,8 +45,13 @@ INSIDE = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_wheel_installs_renders_a_card_and_predicts_outside_the_checkout(tmp_path):
+    # Built from a copy of the source tree: an in-place build would leave build/ behind, whose stale
+    # files a later build could pack.
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "outputs", "*.egg-info", "__pycache__", "data")
+    shutil.copytree(ROOT, src, symlinks=True, ignore=skip)
     wheels = tmp_path / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    build = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(wheels)]
     subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = wheels.glob("nerforge-*.whl")
 
