@@ -369,6 +369,16 @@ class Predictor:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+def drop_low_entities(tags: list[str], probs: list[float], min_score: float) -> list[str]:
+    """The tags with every entity whose score (the mean probability of its words' tags) is under
+    `min_score` turned into O."""
+    out = list(tags)
+    for _, first, last in get_entities(prefix_bare_labels(tags) if _needs_prefixing(set(tags)) else list(tags)):
+        if sum(probs[first : last + 1]) / (last - first + 1) < min_score:
+            out[first : last + 1] = ["O"] * (last - first + 1)
+    return out
+
+
 def _needs_prefixing(tags_seen: set) -> bool:
     return any(t != "O" and entity_type(t) == t for t in tags_seen)
 
@@ -431,9 +441,11 @@ def _run_conll(args, predictor: Predictor, parsed) -> None:
 
     sentences, raw, bom = parsed
     words = [s.tokens for s in sentences]
-    pred = predictor.predict_words(words, [s.document_index for s in sentences])
+    pred, probs = predictor.predict_words_with_scores(words, [s.document_index for s in sentences])
     if _needs_prefixing({t for s in pred for t in s}):
         pred = [prefix_bare_labels(s) for s in pred]
+    if args.min_score is not None:
+        pred = [drop_low_entities(t, p, args.min_score) for t, p in zip(pred, probs)]
     text = bom + "\n".join(conll_output_lines(raw, sentences, pred))
     if args.output:
         Path(args.output).write_text(text, encoding=args.encoding, newline="")
@@ -475,6 +487,9 @@ def _read_text(args) -> list[str]:
 
 def _run_text(args, predictor: Predictor, lines: list[str]) -> None:
     results = predictor.tag_text(lines, paragraphs=True)
+    if args.min_score is not None:
+        for r in results:
+            r["entities"] = [e for e in r["entities"] if e["score"] >= args.min_score]
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for r in results:
@@ -559,6 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", default="utf-8")
     p.add_argument("--output", default=None, help="output file (default: stdout)")
     p.add_argument("--metrics-json", default=None, help="write the scores (CoNLL with gold tags) to this file")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        metavar="S",
+        help="drop entities scoring under S (CoNLL: their words get O); nerforge.report lists precision and "
+        "recall per threshold",
+    )
     add_predictor_arguments(p)
     return p
 

@@ -382,3 +382,24 @@ def test_cli_bad_input_names_file_and_line(cli, tiny_model_dir, tmp_path, conten
     bad.write_bytes(b"fine\nnot \xff utf-8\n")
     code, out, err = cli("--model", tiny_model_dir, bad)  # raw text mode
     assert code == 2 and err.startswith(f"error: {bad}:2:")
+
+
+def test_min_score_drops_low_entities(cli, tiny_model_dir, tmp_path):
+    from nerforge.predict import drop_low_entities
+
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]
+    probs = [0.9, 0.5, 0.99, 0.6, 0.95]
+    assert drop_low_entities(tags, probs, 0.7) == ["B-PER", "I-PER", "O", "O", "B-ORG"]  # PER: mean 0.7 kept
+    assert drop_low_entities(tags, probs, 0.0) == tags
+    src = tmp_path / "in.txt"
+    src.write_text("EU rejects German call to boycott British lamb .\nPeter Blackburn\n", encoding="utf-8")
+    code, out_all, err = cli("--model", tiny_model_dir, src)
+    assert code == 0, err
+    scores = [e["score"] for line in out_all.splitlines() for e in json.loads(line)["entities"]]
+    assert scores  # the untrained model tags something
+    distinct = sorted(set(scores))
+    assert len(distinct) >= 2
+    cut = (distinct[len(distinct) // 2 - 1] + distinct[len(distinct) // 2]) / 2  # between two scores
+    code, out_cut, err = cli("--model", tiny_model_dir, src, "--min-score", cut)
+    kept = [e["score"] for line in out_cut.splitlines() for e in json.loads(line)["entities"]]
+    assert code == 0 and kept == [s for s in scores if s >= cut]
