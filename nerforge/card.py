@@ -205,6 +205,28 @@ def _calibration_view(calibration: Mapping[str, Any] | None) -> dict | None:
     return {"temperature": f"{float(calibration['temperature']):.3f}", "rows": rows}
 
 
+def _report_view(report: Mapping[str, Any] | None) -> dict | None:
+    if not report:
+        return None
+    kinds = ("correct", "type", "boundary", "boundary_type", "missed", "spurious")
+    return {
+        "split": report["split"],
+        "f1": _pct(report["scores"]["f1"]),
+        "errors": [(k, report["errors"].get(k, 0)) for k in kinds],
+        "top_confusions": report["top_confusions"],
+        "word_ece": _pct(report.get("word_ece")),
+        "extra_tests": [
+            {
+                "name": extra["dataset_name"],
+                "f1": _pct(extra["f1"]),
+                "fixed": extra.get("predictions_wrong_then_right"),
+                "relabelled": extra.get("sentences_relabelled"),
+            }
+            for extra in report["extra_tests"].values()
+        ],
+    }
+
+
 def _looks_local(name: str | None) -> bool:
     if not name:
         return True
@@ -283,6 +305,7 @@ def render_model_card(
         model_name = f"nerforge-{dataset_id.split('/')[-1]}"
 
     splits = [(s, metrics[s]) for s in ("validation", "test") if isinstance(metrics.get(s), Mapping)]
+    report = metrics.get("report") if isinstance(metrics.get("report"), Mapping) else None
     eval_results = [
         EvalResult(
             task_type="token-classification",
@@ -298,6 +321,21 @@ def render_model_card(
         for name in CARD_METRICS
         if _finite(scores.get(name))
     ]
+    for name, extra in ((report or {}).get("extra_tests") or {}).items():  # e.g. CoNLL++: its own dataset
+        eval_results += [
+            EvalResult(
+                task_type="token-classification",
+                task_name="Named Entity Recognition",
+                dataset_type=name,
+                dataset_name=extra["dataset_name"],
+                dataset_split="test",
+                metric_type=metric,
+                metric_name=f"Test {metric.capitalize() if metric != 'f1' else 'F1'}",
+                metric_value=float(extra[metric]),
+            )
+            for metric in ("precision", "recall", "f1")
+            if _finite(extra.get(metric))
+        ]
 
     tags = ["token-classification", "ner", "conll2003" if is_conll else dataset_id.split("/")[-1].lower(), "nerforge"]
     card_data = ModelCardData(
@@ -346,6 +384,7 @@ def render_model_card(
         training_facts=extra,
         has_curve=(export_dir / "training_curve.png").is_file(),
         calibration=_calibration_view(metrics.get("calibration")),
+        report=_report_view(report),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),
         frameworks=_framework_versions(),
         widget_text=widget_text,

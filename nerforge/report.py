@@ -52,6 +52,43 @@ from nerforge.taxonomy import (
 )
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+PRETTY = {"conllpp": "CoNLL++", "conll2003": "CoNLL-2003"}
+
+
+def extra_test_name(path: str) -> str:
+    """What an extra test set is called: its folder's name for a file named like a split
+    (``conllpp/test.txt`` -> ``conllpp``), else the file's stem."""
+    p = Path(path)
+    return p.parent.name if p.stem in ("test", "testb", "eng", "valid", "dev") and p.parent.name else p.stem
+
+
+def card_summary(report: dict, top: int = 5) -> dict:
+    """What the model card says of a report (``metrics.json``'s ``report``): the split's scores, the error
+    kinds, the most frequent confusions and the extra test sets' scores."""
+    main = report["main"]
+    pairs = [
+        {"gold": g, "pred": q, "count": n}
+        for g, row in main["confusion"].items()
+        for q, n in row.items()
+        if g != q and n
+    ]
+    pairs.sort(key=lambda x: (-x["count"], x["gold"], x["pred"]))
+    return {
+        "split": report["split"],
+        "scores": {k: main["scores"]["conlleval"][k] for k in ("precision", "recall", "f1")},
+        "errors": main["errors"]["overall"],
+        "top_confusions": pairs[:top],
+        "word_ece": main["confidence"]["word_ece"],
+        "extra_tests": {
+            name: {
+                "dataset_name": PRETTY.get(name, name),
+                **{k: x["scores"]["conlleval"][k] for k in ("precision", "recall", "f1")},
+                **(x.get("against_main") or {}),
+            }
+            for name, x in report["extra_tests"].items()
+        },
+    }
+
 
 __all__ = ["predict_split", "analyse", "write_report", "main"]
 
@@ -461,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="more CoNLL files with the split's sentences and other labels (e.g. CoNLL++), scored alike",
     )
     p.add_argument("--output-dir", required=True, help="the report folder (replaced whole when complete)")
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="--model is an export folder: add the report's summary to its metrics.json and its card "
+        '("Where it fails", extra test sets in the model-index)',
+    )
     add_predictor_arguments(p)
     return p
 
@@ -516,18 +559,33 @@ def run(args) -> tuple[dict, list[dict], dict]:
         p = predict_split(predictor, extra)
         result, _ = analyse(p, train_surfaces)
         result["against_main"] = wrong_then_right(main_pred, p)
-        report["extra_tests"][Path(f).name] = result
+        report["extra_tests"][extra_test_name(f)] = result
     metrics_file = Path(args.model) / "metrics.json"
     if metrics_file.is_file():
         report["calibration"] = json.loads(metrics_file.read_text(encoding="utf-8")).get("calibration")
     return report, errors, main_pred
 
 
+def update_card(export: Path, report: dict) -> None:
+    """The report's summary into the export's metrics.json, and the card rendered again."""
+    from transformers import AutoModelForTokenClassification
+
+    from nerforge.export import update_export
+
+    metrics = json.loads((export / "metrics.json").read_text(encoding="utf-8"))
+    metrics["report"] = card_summary(report)
+    update_export(export, AutoModelForTokenClassification.from_pretrained(export), metrics)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.update_card and not (Path(args.model) / "training_config.yaml").is_file():
+            raise ValueError(f"--update-card: {args.model} is not an export written by nerforge training")
         report, errors, main_pred = run(args)
         write_report(Path(args.output_dir), report, errors, main_pred)
+        if args.update_card:
+            update_card(Path(args.model), report)
     except (ValueError, OSError) as e:  # ConllFormatError is a ValueError naming file and line
         print(f"error: {e}", file=sys.stderr)
         return 2

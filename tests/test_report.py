@@ -142,3 +142,25 @@ def test_bad_input_exit_2_and_nothing_written(export, capsys, tmp_path):
     other = build_tiny_bert(["Mara"], ["O", "B-FOO", "I-FOO"], tmp_path / "other")
     code, _, err = run_report(capsys, "--model", other, "--data-dir", SAMPLE_DIR, "--output-dir", out)
     assert code == 2 and "FOO" in err and not out.exists()
+
+
+def test_update_card_adds_where_it_fails_and_the_extra_test_to_the_model_index(export, report, tmp_path, capsys):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    copy = tmp_path / "model"
+    shutil.copytree(export, copy)
+    relabelled = next(report[0].parent.glob("relabelled.txt"))
+    args = ["--model", copy, "--data-dir", SAMPLE_DIR, "--output-dir", tmp_path / "r", "--extra-test", relabelled]
+    code, _, err = run_report(capsys, *args, "--update-card")
+    assert code == 0, err
+    card = ModelCard.load(copy / "README.md")
+    extra = [r for r in card.data.eval_results if r.dataset_type == "relabelled"]
+    assert {r.metric_type for r in extra} == {"precision", "recall", "f1"}
+    assert [r.metric_value for r in extra if r.metric_type == "f1"] == [1.0]
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
+    assert "## Where it fails" in card.text and "On relabelled (the same test sentences" in card.text
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["report"]["errors"] == json.loads((tmp_path / "r" / "report.json").read_text())["errors"]["overall"]
+    assert metrics["calibration"]  # the rest of metrics.json is kept
