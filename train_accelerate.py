@@ -32,6 +32,7 @@ from transformers import get_scheduler
 
 from nerforge.atomic import write_json_atomic
 from nerforge.calibrate import calibrate_model, summary_line
+from nerforge.card import RECOMMENDED_AGGREGATION
 from nerforge.config import ConfigError, RunConfig, parse_config
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
@@ -530,7 +531,7 @@ def publish(cfg: RunConfig, model, tokenizer, metrics: dict, label_names, out_di
     if t.example_text:
         from transformers import pipeline
 
-        ner = pipeline("ner", model=str(export_dir), aggregation_strategy="simple")
+        ner = pipeline("ner", model=str(export_dir), aggregation_strategy=RECOMMENDED_AGGREGATION)
         log(f"pipeline('ner') on {t.example_text!r}:")
         for ent in ner(t.example_text):
             log(f"  {ent['entity_group']:5s} {ent['word']!r} [{ent['start']}:{ent['end']}] score {ent['score']:.3f}")

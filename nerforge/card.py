@@ -27,8 +27,18 @@ DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 DEFAULT_WIDGET_TEXT = "My name is Clara and I live in Berkeley, California."
 FRAMEWORKS = ["nerforge", "transformers", "torch", "datasets", "accelerate", "tokenizers", "huggingface_hub"]
 CARD_METRICS = ["precision", "recall", "f1", "accuracy"]
+# The pipeline aggregation that gives each word the label of its first word piece: the piece the model is
+# trained and scored on. "simple" also groups the other pieces' predictions (never trained unless
+# label_all_tokens) and returns fragments such as '##oh'.
+RECOMMENDED_AGGREGATION = "first"
 
-__all__ = ["plot_training_curve", "render_model_card", "DEFAULT_TEMPLATE"]
+__all__ = [
+    "plot_training_curve",
+    "plot_reliability",
+    "render_model_card",
+    "DEFAULT_TEMPLATE",
+    "RECOMMENDED_AGGREGATION",
+]
 
 
 def _finite(x) -> bool:
@@ -388,6 +398,8 @@ def render_model_card(
         has_calibration_plot=(export_dir / "calibration.png").is_file(),
         frameworks=_framework_versions(),
         widget_text=widget_text,
+        aggregation=RECOMMENDED_AGGREGATION,
+        label_all_tokens=d.label_all_tokens,
     )
     export_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(export_dir / "README.md", str(card))

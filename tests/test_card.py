@@ -194,7 +194,7 @@ def test_card_body_tables_and_numbers(rendered):
             )
             assert line in text, line
     assert "![training curve](training_curve.png)" in text
-    assert 'pipeline("ner", model="someone/bert-large-cased-conll03", aggregation_strategy="simple")' in text
+    assert 'pipeline("ner", model="someone/bert-large-cased-conll03", aggregation_strategy="first")' in text
     assert "IOB2" in text and "CrossWeigh" in text
     assert "without document context" in text
     assert "Capitalisation matters" in text  # cased tokenizer (do_lower_case False in tokenizer_config)

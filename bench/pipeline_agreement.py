@@ -1,0 +1,120 @@
+"""Does `pipeline("ner")` return the entities we scored? Sentence by sentence, on a CoNLL file.
+
+    python -m bench.pipeline_agreement --model EXPORT [--conll ../shared/data/conll2003/test.txt] \
+        [--strategy first simple] [--output bench/results/pipeline_agreement.json]
+
+Each sentence's words are joined by single spaces and given to `pipeline("ner", aggregation_strategy=S)`;
+its entities (character spans) are mapped back to words and compared with the entities of our predictor
+(`nerforge.predict`, first word piece of each word, the export's own windows) as (type, first word, last
+word). A sentence agrees when both give the same set. Also counted: entities that start with `##` (a
+word piece returned as an entity) and entities whose edges fall inside a word (the pipeline split a word
+our data keeps whole, e.g. at a hyphen). The report lists the first disagreements to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nerforge.predict import Predictor
+from nerforge.taxonomy import entities
+
+
+def word_spans(words: list[str]) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for w in words:
+        spans.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return spans
+
+
+def to_words(ent: dict, spans: list[tuple[int, int]]) -> tuple[tuple[str, int, int] | None, bool]:
+    """A pipeline entity as (type, first word, last word), and whether its edges fall inside a word."""
+    covered = [k for k, (s, e) in enumerate(spans) if s < ent["end"] and ent["start"] < e]
+    if not covered:
+        return None, True
+    inside = ent["start"] != spans[covered[0]][0] or ent["end"] != spans[covered[-1]][1]
+    return (ent["entity_group"], covered[0], covered[-1]), inside
+
+
+def agreement(model: str, sentences: list[list[str]], strategy: str, ours: list[set] | None = None) -> dict:
+    from transformers import pipeline
+
+    if ours is None:
+        predictor = Predictor.from_pretrained(model)
+        ours = [set(entities(t)) for t in predictor.predict_words(sentences)]
+    ner = pipeline("ner", model=model, aggregation_strategy=strategy, device=-1)
+    texts = [" ".join(s) for s in sentences]
+    agree, fragments, inside, examples = 0, 0, 0, []
+    for words, text, mine, theirs in zip(sentences, texts, ours, ner(texts, batch_size=32)):
+        spans = word_spans(words)
+        got = set()
+        for ent in theirs:
+            fragments += ent["word"].startswith("##")
+            w, split_word = to_words(ent, spans)
+            inside += split_word
+            if w is not None:
+                got.add(w)
+        if got == mine:
+            agree += 1
+        elif len(examples) < 25:
+            examples.append(
+                {
+                    "text": text,
+                    "ours": sorted(mine, key=lambda e: e[1]),
+                    "pipeline": [(e["entity_group"], e["word"], e["start"], e["end"]) for e in theirs],
+                }
+            )
+    return {
+        "strategy": strategy,
+        "sentences": len(sentences),
+        "agree": agree,
+        "agreement": agree / max(1, len(sentences)),
+        "fragments": fragments,
+        "entities_inside_a_word": inside,
+        "examples": examples,
+    }
+
+
+def read_sentences(path: Path) -> list[list[str]]:
+    sents, cur = [], []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        f = line.split()
+        if not f or f[0] == "-DOCSTART-":
+            if cur:
+                sents.append(cur)
+            cur = []
+            continue
+        cur.append(f[0])
+    if cur:
+        sents.append(cur)
+    return sents
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--conll", default=str(Path(__file__).resolve().parents[2] / "shared/data/conll2003/test.txt"))
+    p.add_argument("--strategy", nargs="+", default=["first", "simple"])
+    p.add_argument("--output", default=None)
+    args = p.parse_args(argv)
+    sentences = read_sentences(Path(args.conll))
+    predictor = Predictor.from_pretrained(args.model)
+    ours = [set(entities(t)) for t in predictor.predict_words(sentences)]
+    results = [agreement(args.model, sentences, s, ours) for s in args.strategy]
+    for r in results:
+        print(
+            f"{r['strategy']}: {r['agree']} of {r['sentences']} sentences agree ({100 * r['agreement']:.2f}%), "
+            f"{r['fragments']} ## fragments, {r['entities_inside_a_word']} entities with an edge inside a word"
+        )
+    if args.output:
+        Path(args.output).write_text(
+            json.dumps({"model": args.model, "conll": args.conll, "results": results}, indent=2) + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
