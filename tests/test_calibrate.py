@@ -57,3 +57,32 @@ def test_fold_divides_the_classifier():
     with pytest.raises(ValueError, match="classifier"):
         fold_temperature(model, 2.0)
     assert math.isfinite(nll(before[0], torch.tensor([0, 1, 0, 1])))
+
+
+def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT, SAMPLE_DIR
+    from safetensors.torch import load_file
+
+    from nerforge.calibrate import main
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out)]
+    cmd += ["--report_to", "none", "--max_steps", "15", "--calibrate", "false"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    export = out / "model"
+    assert "calibration" not in json.loads((export / "metrics.json").read_text())
+    before = load_file(export / "model.safetensors")["classifier.weight"]
+    assert main([str(export), "--data-dir", str(SAMPLE_DIR)]) == 0
+    assert "calibrated" in capsys.readouterr().out
+    cal = json.loads((export / "metrics.json").read_text())["calibration"]
+    after = load_file(export / "model.safetensors")["classifier.weight"]
+    assert cal["temperature"] != 1.0 and torch.allclose(before / cal["temperature"], after)
+    assert (export / "calibration.png").is_file() and "### Confidence scores" in (export / "README.md").read_text()
+    assert not list(tmp_path.rglob(".model.*"))  # no temporary folder left
+    assert main([str(tmp_path), "--data-dir", str(SAMPLE_DIR)]) == 2  # not an export
+    assert "not an export written by nerforge training" in capsys.readouterr().err
