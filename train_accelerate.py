@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from nerforge.atomic import write_json_atomic
+from nerforge.atomic import usual_modes, write_json_atomic
 from nerforge.calibrate import calibrate_model, summary_line
 from nerforge.card import RECOMMENDED_AGGREGATION
 from nerforge.config import ConfigError, RunConfig, parse_config
@@ -252,6 +252,7 @@ def save_checkpoint(accelerator: Accelerator, state: TrainState, schedulers, cfg
         # which accelerate reloads with an unrestricted pickle.
         write_json_atomic(tmp / STATE_FILE, {**asdict(state), "scheduler": [s.state_dict() for s in schedulers]})
         cfg.save(tmp / "training_config.yaml")
+        usual_modes(tmp)  # files written through temporary files are owner-only until here
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

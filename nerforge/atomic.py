@@ -14,7 +14,32 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json_atomic", "fresh_tmp", "swap_in"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_json_atomic",
+    "fresh_tmp",
+    "swap_in",
+    "usual_modes",
+]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it: os.umask returns the old value, put back at once
+    os.umask(mask)
+    return mask
+
+
+def usual_modes(folder: Path) -> None:
+    """Give every file (and folder) under `folder` the mode a plain open() (mkdir) would have given it
+    under the process's umask (0644 / 0755 with the usual 022): temporary files are created owner-only
+    (mkstemp: 0600), which must not outlive the rename, or an export copied to a cluster file system or
+    into a container running as another user could not be read."""
+    mask = _umask()
+    for path in [folder, *Path(folder).rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -26,6 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -57,6 +83,7 @@ def fresh_tmp(final: Path) -> Path:
 
 def swap_in(tmp: Path, final: Path) -> None:
     """Replace ``final`` by the complete folder ``tmp``; the old folder survives until the new one is in place."""
+    usual_modes(tmp)
     old = final.with_name(f".{final.name}.old")
     if old.exists():
         shutil.rmtree(old)

@@ -295,3 +295,23 @@ def test_no_config_field_can_hold_a_secret():
     assert not is_secret("label_all_tokens") and not is_secret("tokenizer_name")
     fields = [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)]
     assert "label_all_tokens" in fields and not [f for f in fields if is_secret(f)]
+
+
+def test_written_files_get_the_umasks_modes_not_mkstemps(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        atomic_write_text(tmp_path / "b.md", "text")
+        plot_training_curve([], tmp_path / "c.png")
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {
+            "a.json": 0o644,
+            "b.md": 0o644,
+            "c.png": 0o644,
+        }
+        os.umask(0o077)
+        write_json_atomic(tmp_path / "a.json", {"x": 2})
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -32,12 +32,20 @@ FAST = [
 
 
 def run(*args, env=None, check=True):
-    """The training script as users run it; with NERFORGE_KILL_AT in `env`, through the test hook
+    """The training script as users run it (umask 022, the usual one); with NERFORGE_KILL_AT in `env`, through the test hook
     tests/kill_at.py, which SIGKILLs it at that point."""
     e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     e.update(env or {})
     script = KILL_AT if "NERFORGE_KILL_AT" in e else SCRIPT
-    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, env=e, timeout=600)
+    p = subprocess.run(
+        [sys.executable, script, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=e,
+        timeout=600,
+        preexec_fn=lambda: os.umask(0o022),
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -105,6 +113,13 @@ def test_exact_files_and_metrics(finished_run):
         "training_config.yaml",
         "training_curve.png",
     ]
+    # files as a plain open() makes them under the usual umask (022), not mkstemp's owner-only 0600
+    import stat
+
+    for folder in ("model", "best_model", "checkpoints/step-000012"):
+        modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in (out / folder).iterdir()}
+        assert set(modes.values()) == {"0o644"}, (folder, modes)
+    assert oct(stat.S_IMODE((out / "metrics.json").stat().st_mode)) == "0o644"
     ckpt = out / "checkpoints" / "step-000012"
     assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {
         x.name for x in ckpt.iterdir()
