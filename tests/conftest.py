@@ -62,3 +62,27 @@ def tiny_tokenizer():
         "##c",
     ]
     return BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=False)
+
+
+def read_tagged_conll(path):
+    """Read a tagged CoNLL file the way the shared task's conlleval does: every non-blank line splits
+    into the same number of columns (it stops otherwise), -DOCSTART- lines are skipped, the last two
+    columns are the gold and the predicted tag, blank lines end sentences."""
+    widths, gold, pred, g, p = set(), [], [], [], []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        fields = line.split()
+        if not fields:
+            if g:
+                gold.append(g)
+                pred.append(p)
+            g, p = [], []
+            continue
+        widths.add(len(fields))
+        if fields[0] == "-DOCSTART-":
+            continue
+        g.append(fields[-2])
+        p.append(fields[-1])
+    if g:
+        gold.append(g)
+        pred.append(p)
+    return widths, gold, pred

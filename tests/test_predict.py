@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import NER, ROOT, SAMPLE_DIR
+from conftest import NER, ROOT, SAMPLE_DIR, read_tagged_conll
 
 from nerforge.features import tokenize_and_window
 from nerforge.metric import score
@@ -295,30 +295,6 @@ def test_cli_conll_round_trip(cli, tiny_model_dir, tmp_path):
     assert m["num_words"] == len(gold) and set(m) >= {"precision", "recall", "f1", "per_type"}
     assert m["accuracy"] == pytest.approx(sum(g == p for g, p in zip(gold, pred)) / len(gold))
     assert "F1" in err
-
-
-def read_tagged_conll(path):
-    """Read a tagged CoNLL file the way the shared task's conlleval does: every non-blank line splits
-    into the same number of columns (it stops otherwise), -DOCSTART- lines are skipped, the last two
-    columns are the gold and the predicted tag, blank lines end sentences."""
-    widths, gold, pred, g, p = set(), [], [], [], []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        fields = line.split()
-        if not fields:
-            if g:
-                gold.append(g)
-                pred.append(p)
-            g, p = [], []
-            continue
-        widths.add(len(fields))
-        if fields[0] == "-DOCSTART-":
-            continue
-        g.append(fields[-2])
-        p.append(fields[-1])
-    if g:
-        gold.append(g)
-        pred.append(p)
-    return widths, gold, pred
 
 
 def test_conll_output_is_read_by_conlleval_rules_and_scores_as_the_run_did(cli, tiny_model_dir, tmp_path):

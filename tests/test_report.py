@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SAMPLE_DIR
+from conftest import ROOT, SAMPLE_DIR, read_tagged_conll
 
 from nerforge.metric import score
 from nerforge.report import main
@@ -29,23 +29,6 @@ def run_report(capsys, *args):
     return code, *capsys.readouterr()
 
 
-def read_columns(path):
-    widths, gold, pred, g, p = set(), [], [], [], []
-    for line in path.read_text(encoding="utf-8").split("\n") + [""]:
-        fields = line.split()
-        if not fields:
-            if g:
-                gold.append(g)
-                pred.append(p)
-            g, p = [], []
-            continue
-        widths.add(len(fields))
-        if fields[0] != "-DOCSTART-":
-            g.append(fields[-2])
-            p.append(fields[-1])
-    return widths, gold, pred
-
-
 @pytest.fixture(scope="module")
 def report(export, tmp_path_factory):
     """The report with an extra test set whose labels are our own predictions on test (so every
@@ -53,7 +36,7 @@ def report(export, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     first = tmp / "first"
     assert main(["--model", str(export), "--data-dir", str(SAMPLE_DIR), "--output-dir", str(first)]) == 0
-    _, _, pred = read_columns(first / "predictions.conll")
+    _, _, pred = read_tagged_conll(first / "predictions.conll")
     relabelled = tmp / "relabelled.txt"
     flat = iter([t for sent in pred for t in sent])
     lines = []
@@ -107,7 +90,7 @@ def test_errors_for_annotators_and_conlleval_readable_predictions(report):
     assert len(errors) == sum(v for k, v in r["errors"]["overall"].items() if k != "correct")
     assert [e["confidence"] for e in errors] == sorted((e["confidence"] for e in errors), reverse=True)
     assert all(e["kind"] in KINDS and e["kind"] != "correct" and e["words"] for e in errors)
-    widths, gold, pred = read_columns(out / "predictions.conll")
+    widths, gold, pred = read_tagged_conll(out / "predictions.conll")
     assert widths == {3}
     assert score(gold, pred) == r["main"]["scores"]["conlleval"]
 
