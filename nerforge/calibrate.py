@@ -25,9 +25,7 @@ import math
 import sys
 from pathlib import Path
 
-from seqeval.metrics.sequence_labeling import get_entities
-
-from nerforge.metric import align_label_names, entity_type, prefix_bare_labels
+from nerforge.metric import align_label_names, entities
 
 N_BINS = 15
 T_RANGE = (0.05, 20.0)
@@ -92,12 +90,6 @@ def ece(confidences, correct, n_bins: int = N_BINS) -> float:
     return sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins if b["count"]) / n if n else 0.0
 
 
-def _entities(tags: list[str]) -> list[tuple[str, int, int]]:
-    if any(t != "O" and entity_type(t) == t for t in tags):
-        tags = prefix_bare_labels(tags)
-    return [(typ, int(s), int(e)) for typ, s, e in get_entities(list(tags))]
-
-
 def split_calibration(logits: list, gold_tags: list[list[str]], to_name: dict, temperature: float = 1.0) -> dict:
     """Word- and entity-level confidence figures of one split at temperature T.
 
@@ -117,8 +109,8 @@ def split_calibration(logits: list, gold_tags: list[list[str]], to_name: dict, t
         words_conf += conf.tolist()
         words_right += [p == g for p, g in zip(pred, gold)]
         gold_ids += [to_id.get(g, -1) for g in gold]
-        gold_set = set(_entities(gold))
-        for ent in _entities(pred):
+        gold_set = set(entities(gold))
+        for ent in entities(pred):
             ent_conf.append(float(conf[ent[1] : ent[2] + 1].mean()))
             ent_right.append(ent in gold_set)
     n = max(1, len(words_right))

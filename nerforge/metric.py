@@ -23,7 +23,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 
-__all__ = ["score", "align_label_names", "prefix_bare_labels", "entity_type"]
+__all__ = ["score", "align_label_names", "prefix_bare_labels", "entity_type", "entities"]
 
 
 def _check_inputs(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> None:
@@ -160,6 +160,17 @@ def prefix_bare_labels(tags: Sequence[str]) -> list[str]:
             out.append(tag)
         prev_type = typ
     return out
+
+
+def entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """conlleval's chunks of one sentence's tags, as seqeval reads them when it scores:
+    ``[(type, first word, last word)]``. IOB1 and IOB2 both work; a bare label ``X`` is read as ``I-X``."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    tags = list(tags)
+    if any(t != "O" and entity_type(t) == t for t in tags):
+        tags = prefix_bare_labels(tags)
+    return [(typ, int(first), int(last)) for typ, first, last in get_entities(tags)]
 
 
 def align_label_names(model_id2label: Mapping[int, str], dataset_names: Sequence[str]) -> dict[int, str]:

@@ -38,10 +38,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
-from seqeval.metrics.sequence_labeling import get_entities
-
 from nerforge.features import assemble_predictions, collate, pad_multiple, tokenize_and_window
-from nerforge.metric import entity_type, prefix_bare_labels, score
+from nerforge.metric import entities, entity_type, prefix_bare_labels, score
 from nerforge.modeling import load_model_and_tokenizer, position_limit
 
 __all__ = [
@@ -88,10 +86,7 @@ def entities_from_tags(
             f"{len(words)} words, {len(spans)} spans, {len(tags)} tags"
             + (f", {len(scores)} scores" if scores is not None else "")
         )
-    # conlleval's chunks, as seqeval reads them when it scores; a bare label X is read as I-X
-    if any(t != "O" and entity_type(t) == t for t in tags):
-        tags = prefix_bare_labels(tags)
-    chunks = get_entities(list(tags))  # [(type, first word, last word)]
+    chunks = entities(tags)  # conlleval's chunks, as the scorer reads them
 
     out = []
     for typ, first, last in chunks:
@@ -373,7 +368,7 @@ def drop_low_entities(tags: list[str], probs: list[float], min_score: float) -> 
     """The tags with every entity whose score (the mean probability of its words' tags) is under
     `min_score` turned into O."""
     out = list(tags)
-    for _, first, last in get_entities(prefix_bare_labels(tags) if _needs_prefixing(set(tags)) else list(tags)):
+    for _, first, last in entities(tags):
         if sum(probs[first : last + 1]) / (last - first + 1) < min_score:
             out[first : last + 1] = ["O"] * (last - first + 1)
     return out

@@ -1,7 +1,7 @@
 """Where a model fails: entity errors by kind, confusions between types, scores by slice. Pure functions
 of word tags; ``nerforge.report`` runs them on a model's predictions.
 
-Entities are conlleval's chunks of a sentence's tags (seqeval's ``get_entities``), as
+Entities are conlleval's chunks of a sentence's tags (``nerforge.metric.entities``), as
 ``(type, first word, last word)``.
 
 **Error kinds** (the categories of SemEval-2013 task 9.1, as the ``nervaluate`` package names them):
@@ -32,9 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from seqeval.metrics.sequence_labeling import get_entities
-
-from nerforge.metric import entity_type, prefix_bare_labels
+from nerforge.metric import entities
 
 KINDS = ("correct", "type", "boundary", "boundary_type", "missed", "spurious")
 MATCHED = ("correct", "type", "boundary", "boundary_type")
@@ -54,14 +52,6 @@ __all__ = [
     "is_headline",
     "surface",
 ]
-
-
-def entities(tags: Sequence[str]) -> list[Entity]:
-    """conlleval's chunks of one sentence (IOB1 or IOB2; a bare label X is read as I-X)."""
-    tags = list(tags)
-    if any(t != "O" and entity_type(t) == t for t in tags):
-        tags = prefix_bare_labels(tags)
-    return [(typ, int(s), int(e)) for typ, s, e in get_entities(tags)]
 
 
 def _overlap(a: Entity, b: Entity) -> int:
