@@ -102,44 +102,55 @@ def plot_training_curve(history: Sequence[Mapping[str, Any]], path: str | os.Pat
     ax.grid(True, alpha=0.3)
     ax.set_title("Training curve")
     fig.tight_layout()
+    save_png(fig, path)
+
+
+def save_png(fig, path: str | os.PathLike) -> None:
+    """A matplotlib figure written as a PNG, atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_reliability(calibration: Mapping[str, Any], path: str | os.PathLike, split: str = "validation") -> None:
-    """Reliability diagram of a calibration (``metrics.json``'s ``calibration``): accuracy against
-    confidence per bin, before and after the temperature, for words and for predicted entities."""
+def reliability_diagram(curves: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> None:
+    """Accuracy against confidence per bin, words and predicted entities side by side, one line per
+    curve: ``{label: {"word": {"bins", "ece"}, "entity": {...}}}`` (``nerforge.calibrate``'s figures)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    colors = ["tab:red", "tab:blue"] if len(curves) > 1 else ["tab:blue"]
     fig = Figure(figsize=(9, 4), dpi=100)
     FigureCanvasAgg(fig)
-    for k, level in enumerate(("word", "entity")):
+    for k, (level, plural) in enumerate((("word", "words"), ("entity", "entities"))):
         ax = fig.add_subplot(1, 2, k + 1)
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
-        for when, color in (("before", "tab:red"), ("after", "tab:blue")):
-            bins = [b for b in calibration[split][when][level]["bins"] if b["count"]]
-            ece = calibration[split][when][level]["ece"]
+        for (label, figures), color in zip(curves.items(), colors):
+            bins = [b for b in figures[level]["bins"] if b["count"]]
             ax.plot(
                 [b["confidence"] for b in bins],
                 [b["accuracy"] for b in bins],
                 marker="o",
                 markersize=3,
                 color=color,
-                label=f"{when} (ECE {100 * ece:.2f}%)",
+                label=f"{label} (ECE {100 * figures[level]['ece']:.2f}%)",
             )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"{split}: {level}s, T = {calibration['temperature']:.3f}")
+        ax.set_title(f"{title}{plural}")
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)
+
+
+def plot_reliability(calibration: Mapping[str, Any], path: str | os.PathLike, split: str = "validation") -> None:
+    """Reliability diagram of a calibration (``metrics.json``'s ``calibration``): before and after the
+    temperature, for words and for predicted entities."""
+    c = calibration[split]
+    title = f"{split}, T = {calibration['temperature']:.3f}: "
+    reliability_diagram({"before": c["before"], "after": c["after"]}, path, title)
 
 
 # ---------------------------------------------------------------------------

@@ -33,8 +33,9 @@ import json
 import sys
 from pathlib import Path
 
-from nerforge.atomic import atomic_write_bytes, atomic_write_text, fresh_tmp, swap_in, write_json_atomic
+from nerforge.atomic import atomic_write_text, fresh_tmp, swap_in, write_json_atomic
 from nerforge.calibrate import split_calibration
+from nerforge.card import reliability_diagram, save_png
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
 from nerforge.predict import Predictor, add_predictor_arguments, predictor_from_args
 from nerforge.score import add_data_arguments, data_settings
@@ -270,6 +271,11 @@ def conll_lines(p: dict) -> list[str]:
     return lines
 
 
+def confusion_types(table: dict) -> list[str]:
+    """The rows and columns of a confusion table: the entity types in order, then ``none``."""
+    return sorted((set(table) | {q for row in table.values() for q in row}) - {"none"}) + ["none"]
+
+
 def markdown(report: dict) -> str:
     m = report["main"]
     c = m["scores"]["conlleval"]
@@ -301,8 +307,7 @@ def markdown(report: dict) -> str:
     ]
     rows = [("all", m["errors"]["overall"])] + list(m["errors"]["per_type"].items())
     L += [f"| {t} | " + " | ".join(str(c[k]) for k in KINDS) + " |" for t, c in rows]
-    types = sorted({t for t in m["confusion"]} | {q for row in m["confusion"].values() for q in row})
-    types = [t for t in types if t != "none"] + ["none"]
+    types = confusion_types(m["confusion"])
     L += [
         "",
         "## Confusion (rows: gold type, columns: predicted type)",
@@ -393,19 +398,11 @@ def markdown(report: dict) -> str:
     return "\n".join(L)
 
 
-def _png(fig) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def plot_confusion(table: dict, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    types = sorted((set(table) | {q for row in table.values() for q in row}) - {"none"}) + ["none"]
+    types = confusion_types(table)
     grid = [[table.get(g, {}).get(q, 0) for q in types] for g in types]
     fig = Figure(figsize=(5.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)
@@ -422,7 +419,7 @@ def plot_confusion(table: dict, path: Path) -> None:
     fig.colorbar(im, ax=ax)
     ax.set_title("Entity confusion (matched one to one; none = missed / spurious)", fontsize=9)
     fig.tight_layout()
-    atomic_write_bytes(path, _png(fig))
+    save_png(fig, path)
 
 
 def plot_slices(slices: dict, path: Path) -> None:
@@ -440,28 +437,7 @@ def plot_slices(slices: dict, path: Path) -> None:
         ax.set_title(name.replace("_", " "), fontsize=9)
         ax.set_ylabel("F1 (support)" if k == 0 else "")
     fig.tight_layout()
-    atomic_write_bytes(path, _png(fig))
-
-
-def plot_confidence(conf: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 3.8), dpi=100)
-    FigureCanvasAgg(fig)
-    for k, level in enumerate(("word", "entity")):
-        ax = fig.add_subplot(1, 2, k + 1)
-        bins = [b for b in conf[level]["bins"] if b["count"]]
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", markersize=3)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{level}s: ECE {100 * conf[level]['ece']:.2f}%", fontsize=9)
-        ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    atomic_write_bytes(path, _png(fig))
+    save_png(fig, path)
 
 
 def write_report(out_dir: Path, report: dict, errors: list[dict], main_pred: dict) -> None:
@@ -475,7 +451,7 @@ def write_report(out_dir: Path, report: dict, errors: list[dict], main_pred: dic
         atomic_write_text(tmp / "predictions.conll", "\n".join(conll_lines(main_pred)) + "\n")
         plot_confusion(report["main"]["confusion"], tmp / "confusion.png")
         plot_slices(report["main"]["slices"], tmp / "slices.png")
-        plot_confidence(report["main"]["confidence"], tmp / "reliability.png")
+        reliability_diagram({"the model's scores": report["main"]["confidence"]}, tmp / "reliability.png")
         swap_in(tmp, out_dir)
     except BaseException:
         import shutil
