@@ -44,6 +44,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_two_processes() -> list[str]:
+    """The command line that starts train_accelerate.py as 2 processes under torchrun (its arguments follow)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "train_accelerate.py"),
+    ]
+
+
 def launch(cmd, out, check=True, use_cpu=False):
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     if use_cpu:
@@ -125,16 +141,7 @@ def test_torchrun_two_processes_equal_one(setup, one_process):
     out = setup[0] / "torchrun"
     two, p = launch(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(ROOT / "train_accelerate.py"),
+            *torchrun_two_processes(),
             *eval_args(setup, out),
         ],
         out,
@@ -175,16 +182,7 @@ def test_two_process_training_completes_and_exports(setup):
     out = tmp / "train2"
     metrics, p = launch(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(ROOT / "train_accelerate.py"),
+            *torchrun_two_processes(),
             "--data_dir",
             str(tmp / "corpus"),
             "--output_dir",
@@ -222,16 +220,7 @@ def test_sparse_embedding_updates_refuse_two_processes(setup):
     out = tmp / "sparse2"
     _, p = launch(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(ROOT / "train_accelerate.py"),
+            *torchrun_two_processes(),
             "--data_dir",
             str(tmp / "corpus"),
             "--output_dir",
