@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from nerforge.atomic import fresh_tmp, swap_in, write_json_atomic
@@ -49,33 +50,45 @@ def load_weights(folder: str | Path) -> dict:
     return load_file(folder / "model.safetensors")
 
 
+@contextmanager
+def _assembled(export_dir: Path, failure: str, unchanged: str):
+    """A fresh temporary folder beside `export_dir` to fill; swapped in when the block ends, removed on a
+    full or unwritable disk, with an ExportError saying what failed and that `unchanged` is so."""
+    try:
+        tmp = fresh_tmp(export_dir)
+        yield tmp
+        swap_in(tmp, export_dir)
+    except OSError as e:
+        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
+        raise ExportError(f"{failure}: {e}; {unchanged}") from e
+
+
+def _metrics_figures_card(folder: Path, cfg, metrics: dict, label_names, do_lower_case=None) -> None:
+    """metrics.json, the reliability diagram when the scores were calibrated, and the card."""
+    write_json_atomic(folder / "metrics.json", metrics)
+    if metrics.get("calibration"):
+        plot_reliability(metrics["calibration"], folder / "calibration.png")
+    render_model_card(
+        folder,
+        cfg,
+        metrics=metrics,
+        label_names=list(label_names),
+        repo_id=cfg.training.hub_model_id,
+        do_lower_case=do_lower_case,
+    )
+
+
 def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: str | Path) -> Path:
     """Write the export folder of a run (see the module docstring); raise :class:`ExportError` on a
     full or unwritable disk, leaving the previous export, if any, as it was."""
     export_dir = Path(export_dir)
-    try:
-        tmp = fresh_tmp(export_dir)
+    failure = f"could not write the export to {export_dir}"
+    with _assembled(export_dir, failure, "any previous export there is unchanged") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         cfg.save(tmp / "training_config.yaml")
-        write_json_atomic(tmp / "metrics.json", metrics)
         plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
-        if metrics.get("calibration"):
-            plot_reliability(metrics["calibration"], tmp / "calibration.png")
-        render_model_card(
-            tmp,
-            cfg,
-            metrics=metrics,
-            label_names=list(label_names),
-            repo_id=cfg.training.hub_model_id,
-            do_lower_case=getattr(tokenizer, "do_lower_case", None),
-        )
-        swap_in(tmp, export_dir)
-    except OSError as e:
-        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
-        raise ExportError(
-            f"could not write the export to {export_dir}: {e}; any previous export there is unchanged"
-        ) from e
+        _metrics_figures_card(tmp, cfg, metrics, label_names, getattr(tokenizer, "do_lower_case", None))
     return export_dir
 
 
@@ -85,20 +98,11 @@ def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
     from nerforge.config import load_saved
 
     export_dir = Path(export_dir)
-    try:
-        tmp = fresh_tmp(export_dir)
+    with _assembled(export_dir, f"could not rewrite the export {export_dir}", "it is unchanged") as tmp:
         for item in export_dir.iterdir():
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
         model.save_pretrained(tmp, safe_serialization=True)
-        write_json_atomic(tmp / "metrics.json", metrics)
-        if metrics.get("calibration"):
-            plot_reliability(metrics["calibration"], tmp / "calibration.png")
-        cfg = load_saved(tmp / "training_config.yaml")
         labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
-        render_model_card(tmp, cfg, metrics=metrics, label_names=labels, repo_id=cfg.training.hub_model_id)
-        swap_in(tmp, export_dir)
-    except OSError as e:
-        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
-        raise ExportError(f"could not rewrite the export {export_dir}: {e}; it is unchanged") from e
+        _metrics_figures_card(tmp, load_saved(tmp / "training_config.yaml"), metrics, labels)
     return export_dir
