@@ -36,9 +36,9 @@ from pathlib import Path
 from nerforge.atomic import atomic_write_text, fresh_tmp, swap_in, write_json_atomic
 from nerforge.calibrate import split_calibration
 from nerforge.card import reliability_diagram, save_png
-from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
-from nerforge.predict import Predictor, add_predictor_arguments, predictor_from_args
-from nerforge.score import add_data_arguments, data_settings
+from nerforge.metric import score
+from nerforge.predict import add_predictor_arguments, predictor_from_args
+from nerforge.score import add_data_arguments, data_settings, predict_split
 from nerforge.taxonomy import (
     KINDS,
     classify,
@@ -95,38 +95,6 @@ __all__ = ["predict_split", "analyse", "write_report", "main"]
 
 
 # ---------------------------------------------------------------------------------------- analysis
-
-
-def predict_split(predictor: Predictor, ds, label_column: str = "ner_tags") -> dict:
-    """Words, gold tags, predicted tags (the dataset's names), the probability of each predicted tag and
-    the logits of every word of a dataset split."""
-    if not len(ds):
-        raise ValueError("the split is empty")
-    names = list(ds.features[label_column].feature.names)
-    to_name = align_label_names(predictor.id2label, names)  # model id -> dataset tag name
-    bare = any(entity_type(label) == label for label in predictor.id2label.values() if label != "O")
-    words = [list(s) for s in ds["tokens"]]
-    docs = ds["document_id"] if "document_id" in ds.column_names else [0] * len(words)
-    logits = predictor.predict_logits(words, docs)
-    pred, probs = [], []
-    for z in logits:
-        p, ids = z.softmax(-1).max(-1)
-        tags = [to_name[int(i)] for i in ids]
-        pred.append(prefix_bare_labels(tags) if bare else tags)
-        probs.append([float(x) for x in p])
-    gold = [[names[t] for t in tags] for tags in ds[label_column]]
-    unscored = sum(len(w) for w in words) - sum(len(p) for p in pred)
-    if unscored:
-        raise ValueError(f"{unscored} words were not predicted")
-    return {
-        "words": words,
-        "gold": gold,
-        "pred": pred,
-        "probs": probs,
-        "logits": logits,
-        "docs": list(docs),
-        "to_name": to_name,
-    }
 
 
 def _entity_score(probs: list[float], e) -> float:

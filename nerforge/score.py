@@ -29,7 +29,7 @@ from nerforge.config import DataConfig
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
 from nerforge.predict import Predictor, add_predictor_arguments, predictor_from_args
 
-__all__ = ["score_split", "data_settings", "add_data_arguments", "main"]
+__all__ = ["predict_split", "score_split", "data_settings", "add_data_arguments", "main"]
 
 
 def data_settings(args: argparse.Namespace) -> DataConfig:
@@ -65,23 +65,44 @@ def load_split(split: str, data: DataConfig):
     return ds[split]
 
 
-def score_split(predictor: Predictor, split, label_column: str = "ner_tags") -> dict:
-    """Predict every word of a dataset split and score it against the split's gold tags.
+def predict_split(predictor: Predictor, split, label_column: str = "ner_tags") -> dict:
+    """Every word of a dataset split predicted once: words, gold tags, predicted tags (the dataset's
+    names; the model's labels mapped by name, bare labels prefixed), the probability of each predicted
+    tag, the logits (first word piece), document ids and the model id -> dataset name mapping.
 
     Document context (when the predictor has one) uses the split's ``document_id`` column; without
     that column every sentence is in one document, as in the training loop."""
     names = list(split.features[label_column].feature.names)
-    mapping = align_label_names(predictor.id2label, names)  # model id -> dataset tag name
-    to_dataset = {predictor.id2label[i]: name for i, name in mapping.items()}
+    to_name = align_label_names(predictor.id2label, names)  # model id -> dataset tag name
     bare = any(entity_type(label) == label for label in predictor.id2label.values() if label != "O")
-
-    sentences = split["tokens"]
-    docs = split["document_id"] if "document_id" in split.column_names else [0] * len(sentences)
-    pred = [[to_dataset[t] for t in sent] for sent in predictor.predict_words(sentences, docs)]
-    if bare:
-        pred = [prefix_bare_labels(sent) for sent in pred]
+    words = [list(s) for s in split["tokens"]]
+    docs = split["document_id"] if "document_id" in split.column_names else [0] * len(words)
+    logits = predictor.predict_logits(words, docs)
+    pred, probs = [], []
+    for z in logits:
+        ids = z.argmax(-1)
+        tags = [to_name[int(i)] for i in ids]
+        pred.append(prefix_bare_labels(tags) if bare else tags)
+        probs.append(z.softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1).tolist())
+    unscored = sum(len(w) for w in words) - sum(len(p) for p in pred)
+    if unscored:
+        raise ValueError(f"{unscored} words were not predicted")
     gold = [[names[t] for t in tags] for tags in split[label_column]]
-    return score(gold, pred)
+    return {
+        "words": words,
+        "gold": gold,
+        "pred": pred,
+        "probs": probs,
+        "logits": logits,
+        "docs": list(docs),
+        "to_name": to_name,
+    }
+
+
+def score_split(predictor: Predictor, split, label_column: str = "ner_tags") -> dict:
+    """Predict every word of a dataset split and score it against the split's gold tags."""
+    p = predict_split(predictor, split, label_column)
+    return score(p["gold"], p["pred"])
 
 
 def add_data_arguments(p: argparse.ArgumentParser, split: bool = True) -> None:
