@@ -7,8 +7,11 @@ evaluate, checkpoint) -> best model on validation and test -> export (+ card, + 
 calls (loaders, evaluation, checkpoints) are the functions above it. Processes, precision and nodes
 come from accelerate's own config; everything else from ours (nerforge/config.py).
 
-Exit status: 0 done; 1 the export or the push failed (the message says what to rerun); 2 bad
-configuration or input (one line naming the file, the setting or the checkpoint).
+Exit status: 0 done; 1 the export, the push or a checkpoint could not be written (the message says
+what to rerun; earlier checkpoints and exports are intact); 2 bad configuration or input (one line naming
+the file, the setting or the checkpoint), or another run holds the output folder; 3 stopped by SIGTERM,
+SIGINT or SIGUSR1 after writing a checkpoint: rerun with `--resume_from_checkpoint latest`
+(nerforge/preemption.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -33,6 +36,7 @@ from transformers import get_scheduler
 from nerforge.atomic import usual_modes, write_json_atomic
 from nerforge.calibrate import calibrate_model, summary_line
 from nerforge.card import RECOMMENDED_AGGREGATION
+from nerforge.checkpoint import STATE_FILE, CheckpointInvalid, find_checkpoint, write_manifest
 from nerforge.config import ConfigError, RunConfig, parse_config
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
@@ -51,13 +55,17 @@ from nerforge.modeling import (
     position_limit,
 )
 from nerforge.predict import Predictor
+from nerforge.preemption import EXIT_PREEMPTED, StopSignals
 from nerforge.push import PushError, push_export
-
-STATE_FILE = "trainer_state.json"
+from nerforge.runlock import LOCK_FILE, LockedError, RunLock
 
 
 class RunError(Exception):
     """Bad input or settings found while starting the run: one line on stderr, exit status 2."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written (e.g. a full disk): one line on stderr, exit status 1."""
 
 
 @dataclass
@@ -104,19 +112,39 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
     return accelerator
 
 
+def lock_output_dir(cfg: RunConfig, accelerator: Accelerator) -> RunLock | None:
+    """The main process takes the output folder's lock; every process stops (exit 2) when another run
+    holds it."""
+    lock, error = None, None
+    if accelerator.is_main_process:
+        lock = RunLock(Path(cfg.training.output_dir))
+        try:
+            warning = lock.acquire()
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+        except LockedError as e:
+            lock, error = None, str(e)
+    error = broadcast_object_list([error])[0]  # the others learn the outcome from the main process
+    if error:
+        raise RunError(error)
+    return lock
+
+
 def prepare_output_dir(cfg: RunConfig, accelerator: Accelerator) -> Path:
     """The run's folder, with its checkpoints/ folder; a finished or running experiment is never
     overwritten by accident."""
     t = cfg.training
     out_dir = Path(t.output_dir)
-    if t.resume_from_checkpoint is None and out_dir.exists() and any(out_dir.iterdir()):
+    held = [p for p in out_dir.iterdir() if p.name != LOCK_FILE] if out_dir.is_dir() else []
+    if t.resume_from_checkpoint is None and held:
         if not t.overwrite_output_dir:
             raise RunError(
                 f"{out_dir} already holds a run; pass --overwrite_output_dir to replace it "
                 f"or --resume_from_checkpoint latest to continue it"
             )
-        if accelerator.is_main_process:
-            shutil.rmtree(out_dir)
+        if accelerator.is_main_process:  # everything but the lock this run holds
+            for p in held:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -210,25 +238,52 @@ def clip_gradients(accelerator: Accelerator, model, max_norm: float, sparse: boo
 # ---------------------------------------------------------------------------------------- checkpoints
 
 
-def find_checkpoint(ckpt_dir: Path, spec: str) -> Path | None:
-    """The checkpoint to resume from; None for 'latest' when the run died before its first one."""
-    if spec != "latest":
-        path = Path(spec)
-        if not (path / STATE_FILE).is_file():
-            raise ConfigError(f"{path}: not a complete checkpoint (no {STATE_FILE})")
-        return path
-    # Only fully written checkpoints have their final name (they are renamed from a temporary one).
-    done = sorted(p for p in ckpt_dir.glob("step-*") if (p / STATE_FILE).is_file())
-    return done[-1] if done else None
+def batch_layout(cfg: RunConfig, accelerator: Accelerator) -> dict:
+    """What decides which windows one optimizer step takes: a run resumed with another layout must keep
+    the per-device batch and processes x accumulation (then every step sees the same windows)."""
+    return {
+        "num_processes": accelerator.num_processes,
+        "per_device_train_batch_size": cfg.training.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.training.gradient_accumulation_steps,
+    }
 
 
-def resume(accelerator: Accelerator, ckpt_dir: Path, spec: str, schedulers) -> TrainState:
-    ckpt = find_checkpoint(ckpt_dir, spec)
+def check_layout(saved: dict, now: dict, ckpt: Path) -> None:
+    """Continue with a different number of processes only when the effective batch and the data order
+    stay the same (accumulation adjusted); otherwise say what to pass."""
+    if not saved or saved == now:
+        return
+    was = f"{saved['num_processes']} process(es) x batch {saved['per_device_train_batch_size']} x accumulation {saved['gradient_accumulation_steps']}"
+    is_ = f"{now['num_processes']} x {now['per_device_train_batch_size']} x {now['gradient_accumulation_steps']}"
+    per_step = saved["num_processes"] * saved["gradient_accumulation_steps"]
+    if saved["per_device_train_batch_size"] != now["per_device_train_batch_size"]:
+        hint = f"pass --per_device_train_batch_size {saved['per_device_train_batch_size']}"
+    elif now["num_processes"] * now["gradient_accumulation_steps"] == per_step:
+        return  # same windows per optimizer step, split differently between processes and micro-steps
+    elif per_step % now["num_processes"] == 0:
+        hint = f"pass --gradient_accumulation_steps {per_step // now['num_processes']}"
+    else:
+        hint = f"resume with a number of processes that divides {per_step}"
+    raise RunError(f"{ckpt} was written by {was}; this run has {is_}: {hint} to keep the effective batch")
+
+
+def resume(cfg: RunConfig, accelerator: Accelerator, ckpt_dir: Path, spec: str, schedulers) -> TrainState:
+    # The main process verifies the manifests (reading every byte once) and tells the others.
+    ckpt, error = None, None
+    if accelerator.is_main_process:
+        try:
+            ckpt = find_checkpoint(ckpt_dir, spec)
+        except CheckpointInvalid as e:
+            error = str(e)
+    ckpt, error = broadcast_object_list([ckpt, error])
+    if error:
+        raise RunError(error)
     if ckpt is None:
         accelerator.print(f"no complete checkpoint in {ckpt_dir} yet: starting from step 0")
         return TrainState()
-    accelerator.load_state(str(ckpt))  # weights, optimizers, RNG states of every process
     saved = json.loads((ckpt / STATE_FILE).read_text())
+    check_layout(saved.pop("layout", {}), batch_layout(cfg, accelerator), ckpt)
+    accelerator.load_state(str(ckpt))  # weights, optimizers, RNG states of every process
     sched = saved.pop("scheduler")
     for scheduler, sd in zip(schedulers, sched if isinstance(sched, list) else [sched], strict=True):
         scheduler.load_state_dict(sd)
@@ -238,27 +293,52 @@ def resume(accelerator: Accelerator, ckpt_dir: Path, spec: str, schedulers) -> T
 
 
 def save_checkpoint(accelerator: Accelerator, state: TrainState, schedulers, cfg: RunConfig, ckpt_dir: Path):
-    """accelerate's save_state plus our state and config, written under a temporary name and renamed
-    when complete: a run killed mid-save never leaves a half-written folder that looks like a checkpoint."""
+    """accelerate's save_state plus our state, config and manifest, written under a temporary name and
+    renamed when complete: a run killed mid-save never leaves a half-written folder that looks like a
+    checkpoint, and one that cannot be written (a full disk) leaves the previous ones as they were."""
     final = ckpt_dir / f"step-{state.global_step:06d}"
     tmp = ckpt_dir / f".tmp-step-{state.global_step:06d}"
     main_proc = accelerator.is_main_process
     if main_proc and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    error = None
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+    except OSError as e:
+        error = e
+    # Every process says whether its part is written before the main one seals the folder.
+    failed = accelerator.reduce(torch.tensor(int(error is not None), device=accelerator.device), "sum").item()
+    if main_proc and not failed:
+        try:
+            # The schedulers' small state goes here rather than through register_for_checkpointing,
+            # which accelerate reloads with an unrestricted pickle.
+            layout = batch_layout(cfg, accelerator)
+            scheds = [s.state_dict() for s in schedulers]
+            write_json_atomic(tmp / STATE_FILE, {**asdict(state), "scheduler": scheds, "layout": layout})
+            cfg.save(tmp / "training_config.yaml")
+            usual_modes(tmp)  # files written through temporary files are owner-only until here
+            write_manifest(tmp)  # last: sizes and sha256 of everything above
+        except OSError as e:
+            error = e
+    failed = accelerator.reduce(torch.tensor(int(error is not None), device=accelerator.device), "sum").item()
+    if failed:
+        if main_proc:
+            shutil.rmtree(tmp, ignore_errors=True)
+        previous = sorted(ckpt_dir.glob("step-*"))
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+        cause = error or "it failed on another process (see its log)"
+        raise CheckpointError(f"could not write checkpoint {final}: {cause}; {kept}")
     if main_proc:
-        # The schedulers' small state goes here rather than through register_for_checkpointing,
-        # which accelerate reloads with an unrestricted pickle.
-        write_json_atomic(tmp / STATE_FILE, {**asdict(state), "scheduler": [s.state_dict() for s in schedulers]})
-        cfg.save(tmp / "training_config.yaml")
-        usual_modes(tmp)  # files written through temporary files are owner-only until here
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         kept = sorted(ckpt_dir.glob("step-*"))
         for old in kept[: max(0, len(kept) - max(1, cfg.training.save_total_limit))]:
-            shutil.rmtree(old)
+            # Renamed first: a run stopped while deleting never leaves a half-deleted step-* folder.
+            doomed = old.with_name(".old-" + old.name)
+            os.replace(old, doomed)
+            shutil.rmtree(doomed)
     accelerator.wait_for_everyone()
 
 
@@ -316,10 +396,18 @@ def evaluate_and_keep_best(
 
 
 def train(cfg: RunConfig) -> int:
-    t = cfg.training
-
     # ------------------------------------------------------------------ accelerator and output folder
     accelerator = make_accelerator(cfg)
+    lock = lock_output_dir(cfg, accelerator)  # held by the main process until the run ends
+    try:
+        return run(cfg, accelerator)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run(cfg: RunConfig, accelerator: Accelerator) -> int:
+    t = cfg.training
     log = accelerator.print
     set_seed(t.seed)
     out_dir = prepare_output_dir(cfg, accelerator)
@@ -351,7 +439,7 @@ def train(cfg: RunConfig) -> int:
 
     # ------------------------------------------------------------------ resume
     state = (
-        resume(accelerator, ckpt_dir, t.resume_from_checkpoint, schedulers)
+        resume(cfg, accelerator, ckpt_dir, t.resume_from_checkpoint, schedulers)
         if t.resume_from_checkpoint
         else TrainState()
     )
@@ -392,6 +480,9 @@ def train(cfg: RunConfig) -> int:
     )
 
     # ------------------------------------------------------------------ training loop
+    # SIGTERM / SIGINT / SIGUSR1 (preemption, Slurm's warning, Ctrl-C) stop the loop after the optimizer
+    # step in progress, with a checkpoint; every process stops at the same step (nerforge/preemption.py).
+    preempted = False
     model.train()
     progress = tqdm(
         total=max_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="training"
@@ -400,54 +491,68 @@ def train(cfg: RunConfig) -> int:
     # Throughput of this process's training steps alone (evaluation and checkpoints excluded).
     # Word pieces are summed on the device: converting every step would force a GPU sync per step.
     seen_windows, seen_pieces, paused_s = 0, torch.zeros((), dtype=torch.long, device=accelerator.device), 0.0
-    for epoch in range(start_epoch, num_epochs if state.global_step < max_steps else start_epoch):
-        sampler.set_epoch(epoch)  # batch order is a function of (seed, epoch): every process agrees
-        loader = train_dl
-        if epoch == start_epoch and done_in_epoch:
-            loader = accelerator.skip_first_batches(train_dl, done_in_epoch * t.gradient_accumulation_steps)
-        for batch in loader:
-            with accelerator.accumulate(model):
-                out = model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
-                )
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients:
-                    clip_gradients(accelerator, model, t.max_grad_norm, sparse=t.sparse_embedding_updates)
-                for o in optimizers:
-                    o.step()
-                    o.zero_grad()
-            running_loss += out.loss.detach()
-            running_n += 1
-            seen_windows += batch["input_ids"].shape[0]
-            seen_pieces += batch["attention_mask"].sum()
-            if not accelerator.sync_gradients:
-                continue
-            for sch in schedulers:
-                sch.step()
-            state.global_step += 1
-            step = state.global_step
-            progress.update(1)
-            if step % t.logging_steps == 0 or step == max_steps:
-                loss = accelerator.reduce(running_loss / running_n, "mean").item()
-                lr = schedulers[0].get_last_lr()[0]
-                state.history.append(
-                    {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": loss, "learning_rate": lr}
-                )
-                accelerator.log({"train/loss": loss, "train/learning_rate": lr}, step=step)
-                progress.set_postfix(loss=f"{loss:.4f}")
-                running_loss.zero_()
-                running_n = 0
-            pause = time.time()
-            if step % eval_every == 0 or step == max_steps:
-                stop = validate()
-            if step % save_every == 0 or step == max_steps or stop:
-                save_checkpoint(accelerator, state, schedulers, cfg, ckpt_dir)
-            paused_s += time.time() - pause
-            if stop or step >= max_steps:
+    with StopSignals() as signals, progress:  # the bar is closed (one last line) even on an error
+        for epoch in range(start_epoch, num_epochs if state.global_step < max_steps else start_epoch):
+            sampler.set_epoch(epoch)  # batch order is a function of (seed, epoch): every process agrees
+            loader = train_dl
+            if epoch == start_epoch and done_in_epoch:
+                loader = accelerator.skip_first_batches(train_dl, done_in_epoch * t.gradient_accumulation_steps)
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    out = model(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+                    )
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        clip_gradients(accelerator, model, t.max_grad_norm, sparse=t.sparse_embedding_updates)
+                    for o in optimizers:
+                        o.step()
+                        o.zero_grad()
+                running_loss += out.loss.detach()
+                running_n += 1
+                seen_windows += batch["input_ids"].shape[0]
+                seen_pieces += batch["attention_mask"].sum()
+                if not accelerator.sync_gradients:
+                    continue
+                for sch in schedulers:
+                    sch.step()
+                state.global_step += 1
+                step = state.global_step
+                progress.update(1)
+                if step % t.logging_steps == 0 or step == max_steps:
+                    loss = accelerator.reduce(running_loss / running_n, "mean").item()
+                    lr = schedulers[0].get_last_lr()[0]
+                    state.history.append(
+                        {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": loss, "learning_rate": lr}
+                    )
+                    accelerator.log({"train/loss": loss, "train/learning_rate": lr}, step=step)
+                    progress.set_postfix(loss=f"{loss:.4f}")
+                    running_loss.zero_()
+                    running_n = 0
+                pause = time.time()
+                if step % eval_every == 0 or step == max_steps:
+                    stop = validate()
+                saved = step % save_every == 0 or step == max_steps or stop
+                if saved:
+                    save_checkpoint(accelerator, state, schedulers, cfg, ckpt_dir)
+                # One process may have been signalled: all agree (one small all-reduce per step).
+                received = torch.tensor(signals.received or 0, device=accelerator.device)
+                preempted = bool((accelerator.reduce(received, "sum") if n_proc > 1 else received).item())
+                if preempted and not saved:
+                    save_checkpoint(accelerator, state, schedulers, cfg, ckpt_dir)
+                paused_s += time.time() - pause
+                if preempted or stop or step >= max_steps:
+                    break
+            if preempted or stop or state.global_step >= max_steps:
                 break
-        if stop or state.global_step >= max_steps:
-            break
-    progress.close()
+    if preempted:
+        why = signals.name or "a signal to another process"
+        log(
+            f"stopped by {why} after step {state.global_step} with a checkpoint in {ckpt_dir}; to continue, "
+            f"run the same command with --resume_from_checkpoint latest (exit status {EXIT_PREEMPTED})"
+        )
+        accelerator.end_training()
+        return EXIT_PREEMPTED
     train_runtime = time.time() - t0
     step_time = max(train_runtime - paused_s, 1e-9)
 
@@ -545,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("RANK", "0")) == 0:  # every process raises it; one line says it
             print(f"error: {e}", file=sys.stderr)
         return 2
+    except CheckpointError as e:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
-SECTIONS = ("inputs", "kills", "multiprocess", "words", "faults", "secrets", "safety")
+SECTIONS = (
+    "inputs",
+    "kills",
+    "signals",
+    "processes",
+    "integrity",
+    "locks",
+    "multiprocess",
+    "words",
+    "faults",
+    "secrets",
+    "safety",
+    "properties",
+)
 
 
 def figures_path() -> Path:
@@ -92,6 +105,18 @@ def render(figures: dict) -> str:
         ]
     else:
         lines.append("| Kill points | not run |")
+    # Sections added later (issue 17): one row per recorded figure, "not run" when absent.
+    for section, title in (
+        ("signals", "Preemption"),
+        ("processes", "Process count changed on resume"),
+        ("integrity", "Checkpoint integrity"),
+        ("locks", "One run per folder"),
+    ):
+        rows = figures.get(section)
+        if rows:
+            lines += [f"| {title}: {name} | {row} |" for name, row in sorted(rows.items())]
+        else:
+            lines.append(f"| {title} | not run |")
     mp = figures.get("multiprocess")
     if mp:
         lines += [
@@ -129,6 +154,11 @@ def render(figures: dict) -> str:
             lines.append(f"| Safe loading: {name} | {row} |")
     else:
         lines.append("| Safe loading | not run |")
+    props = figures.get("properties")
+    if props:
+        lines += [f"| Property (hypothesis): {name} | {row} |" for name, row in sorted(props.items())]
+    else:
+        lines.append("| Property-based tests | not run |")
     lines.append(END)
     return "\n".join(lines) + "\n"
 

@@ -113,19 +113,22 @@ def test_killed_twice_resumes_to_identical_weights_and_metrics(killed_twice, ref
 
 
 def test_latest_ignores_half_written_and_stateless_checkpoints(tmp_path):
-    import train_accelerate
+    from nerforge.checkpoint import CheckpointInvalid, find_checkpoint, write_manifest
 
     ckpts = tmp_path / "checkpoints"
-    assert train_accelerate.find_checkpoint(ckpts, "latest") is None  # nothing yet
+    assert find_checkpoint(ckpts, "latest") is None  # nothing yet
     for step in (4, 8):
         (ckpts / f"step-{step:06d}").mkdir(parents=True)
         (ckpts / f"step-{step:06d}" / "trainer_state.json").write_text("{}")
+        write_manifest(ckpts / f"step-{step:06d}")
     decoys = plant_decoys(ckpts)
     (ckpts / ".tmp-step-000012").mkdir()  # an empty temporary folder (killed right after mkdir)
     (ckpts / "step-000009.old").mkdir()
-    assert train_accelerate.find_checkpoint(ckpts, "latest") == ckpts / "step-000008"
-    with pytest.raises(train_accelerate.ConfigError, match="not a complete checkpoint"):
-        train_accelerate.find_checkpoint(ckpts, str(ckpts / "step-000010"))
+    skipped = []
+    assert find_checkpoint(ckpts, "latest", warn=skipped.append) == ckpts / "step-000008"
+    assert len(skipped) == 2 and all("not a complete checkpoint" in w for w in skipped), skipped
+    with pytest.raises(CheckpointInvalid, match="not a complete checkpoint"):
+        find_checkpoint(ckpts, str(ckpts / "step-000010"))
     FIGURES["decoys"] = len(decoys) + 2
 
 

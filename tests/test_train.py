@@ -121,7 +121,7 @@ def test_exact_files_and_metrics(finished_run):
         assert set(modes.values()) == {"0o644"}, (folder, modes)
     assert oct(stat.S_IMODE((out / "metrics.json").stat().st_mode)) == "0o644"
     ckpt = out / "checkpoints" / "step-000012"
-    assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {
+    assert {"manifest.json", "model.safetensors", "optimizer.bin", "trainer_state.json", "training_config.yaml"} <= {
         x.name for x in ckpt.iterdir()
     }
     assert not list(out.rglob("*.bin")) or all(x.name == "optimizer.bin" for x in out.rglob("*.bin"))
