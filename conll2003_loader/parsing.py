@@ -12,7 +12,7 @@ Decisions (see also the package docstring):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -126,6 +126,17 @@ def _shown(line: str, limit: int = 80) -> str:
     return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
+def _is_docstart(stripped: str, separator: str | None) -> bool:
+    """Whether a line (stripped of spaces/tabs) is a ``-DOCSTART-`` line: its first field, split on
+    spaces/tabs (as in the CoNLL-2003 files, whatever the separator) or by ``separator``, is -DOCSTART-."""
+    # The `separator` split is a fix: before, a "-DOCSTART-|-X-|O" line read with separator="|" was
+    # taken for a token line (its "-X-" then failed an IOB column, or the line became a sentence).
+    return stripped.startswith(DOCSTART) and (
+        _FIELD_SEP.split(stripped, 1)[0] == DOCSTART
+        or (separator is not None and stripped.split(separator, 1)[0] == DOCSTART)
+    )
+
+
 def read_conll(
     path,
     columns: Sequence[str] = CONLL2003_COLUMNS,
@@ -186,7 +197,7 @@ def read_conll(
             if (rec := flush()) is not None:
                 yield rec
             continue
-        if stripped.startswith(DOCSTART) and _FIELD_SEP.split(stripped, 1)[0] == DOCSTART:
+        if _is_docstart(stripped, separator):
             if (rec := flush()) is not None:
                 yield rec
             if sent_in_doc:
@@ -227,3 +238,57 @@ def read_conll(
     if n_sentences == 0:
         last = len(lines) - (lines[-1] == "")  # lines in the file (a final newline opens no new line)
         raise ConllFormatError(path, max(last, 1), "no sentences found (expected token lines separated by blank lines)")
+
+
+def write_conll(sentences: Iterable[Sentence], columns: Sequence[str] = CONLL2003_COLUMNS, separator: str = " ") -> str:
+    """The text of a CoNLL column file holding ``sentences`` (as `read_conll` yields them), which
+    ``read_conll(path, columns, separator)`` reads back as the same sentences (``line`` aside).
+
+    Layout as in the CoNLL-2003 files: every document opens with a ``-DOCSTART-`` line (``-X-`` in the
+    middle columns, ``O`` in the last: ``-DOCSTART- -X- -X- O``) and a blank line, and every sentence is
+    followed by a blank line; a new document starts wherever ``document_index`` changes. Columns are
+    joined with ``separator``; an ignored column (``_``) is written as ``_``. When no value holds a
+    space or a tab, ``separator=None`` reads the text back too.
+    Raises ValueError for what would not read back: a sentence without tokens, a tag list of another
+    length than the tokens, an empty value, a line break, a control character or the separator inside
+    a value, a tag that is not ``O``/``B-X``/``I-X`` in an IOB column, a token line that would read as
+    blank or as ``-DOCSTART-``.
+    """
+    if not separator:
+        raise ValueError("separator must be a non-empty string")
+    if "tokens" not in columns:
+        raise ValueError(f"columns must include 'tokens', got {tuple(columns)}")
+    ncols = len(columns)
+    docstart = separator.join([DOCSTART] + ["-X-"] * (ncols - 2) + ["O"] * (ncols > 1))
+    out: list[str] = []
+    doc = None
+    for sent in sentences:
+        n = len(sent.tokens)
+        if n == 0:
+            raise ValueError(f"sentence {sent.sentence_index} of document {sent.document_index} has no tokens")
+        values = []
+        for col in columns:
+            if col == IGNORED_COLUMN:
+                values.append([IGNORED_COLUMN] * n)
+                continue
+            value = sent.tokens if col == "tokens" else sent.tags.get(col)
+            if value is None or len(value) != n:
+                got = "no" if value is None else len(value)
+                raise ValueError(f"column {col}: {got} values for {n} tokens")
+            values.append(value)
+        if sent.document_index != doc:
+            out += [docstart, ""]
+            doc = sent.document_index
+        for fields in zip(*values):
+            line = separator.join(fields)
+            for col, value in zip(columns, fields):
+                if value == "" or "\n" in value or "\r" in value or _BINARY.search(value):
+                    raise ValueError(f"column {col}: {value!r} cannot be written in a CoNLL line")
+                if col in IOB_COLUMNS and not is_iob_tag(value):
+                    raise ValueError(f"{col}: {value!r} is not O, B-X or I-X")
+            stripped = line.strip(" \t")
+            if line.split(separator) != list(fields) or not stripped or _is_docstart(stripped, separator):
+                raise ValueError(f"{line!r} would not read back as the columns {list(fields)}")
+            out.append(line)
+        out.append("")
+    return "".join(line + "\n" for line in out)
