@@ -158,7 +158,13 @@ class TrainingConfig:
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."}
     )
-    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "'latest' or a checkpoint folder."})
+    resume_from_checkpoint: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "'latest' (the newest checkpoint whose files match its manifest; damaged ones are skipped "
+            "with a warning) or a checkpoint folder (it must verify)."
+        },
+    )
     report_to: str = field(
         default="tensorboard", metadata={"help": "accelerate tracker(s), comma-separated, or 'none'."}
     )
