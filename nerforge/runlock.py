@@ -51,6 +51,9 @@ class RunLock:
                     f"{self.path.parent} is in use by another run ({_holder(text)}); wait for it to finish, "
                     f"or use another --output_dir"
                 ) from None
+            except OSError as e:  # a file system without flock (some network mounts): run unguarded
+                os.close(fd)
+                return f"cannot lock {self.path} ({e.strerror}): nothing stops a second run on this folder"
             # The holder may have removed the file between our open and our flock: then we locked an
             # orphan inode, and must try again on the file that is there now.
             try:

@@ -120,3 +120,18 @@ def test_a_second_different_signal_aborts_at_once():
     assert p.returncode == 128 + signal.SIGINT and "not reached" not in p.stdout
     assert "received SIGTERM: stopping after the optimizer step" in p.stderr
     assert "received SIGINT while stopping: aborting now" in p.stderr
+
+
+def test_a_file_system_without_flock_runs_unguarded_with_a_warning(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = RunLock(tmp_path / "out")
+    assert lock.acquire() == (
+        f"cannot lock {tmp_path / 'out' / '.nerforge.lock'} (No locks available): nothing stops a second run on this folder"
+    )
+    lock.release()  # nothing held: nothing to do
