@@ -212,6 +212,7 @@ def get_dataloaders(cfg: RunConfig, raw, tokenizer, label_names, accelerator: Ac
         batch_sampler=sampler,
         collate_fn=pad,
         num_workers=t.dataloader_num_workers,
+        pin_memory=accelerator.device.type == "cuda",
         generator=torch.Generator().manual_seed(t.seed),
     )
     # Sorted by length: little padding; the order does not matter to the score.

@@ -74,6 +74,8 @@ def load_model_and_tokenizer(
     )
     if not tokenizer.is_fast:
         raise ValueError(f"{name_or_path}: no fast tokenizer; word_ids() alignment needs one")
+    # Attention: transformers' default, PyTorch SDPA for BERT and most encoders (eager where a model has
+    # none); naming attn_implementation="sdpa" here would refuse the models without it.
     model = AutoModelForTokenClassification.from_pretrained(
         name_or_path,
         config=config,
@@ -131,9 +133,13 @@ def build_optimizers(model, learning_rate: float, weight_decay: float, sparse_em
             )
         embedding.sparse = True
     groups = param_groups(model, weight_decay, skip=[embedding.weight] if embedding is not None else ())
+    # fused=True on every device: torch checks the parameters' device at the first step, not here, so an
+    # optimizer built while the model is still on the CPU (before accelerator.prepare moves it) runs the
+    # CUDA kernel once the parameters are on a GPU, and the CPU kernel on a CPU (bench/gpu.py's
+    # fused_adamw_check does exactly this). The fallback is for a torch that refuses fused=True here.
     try:
         optimizers = [torch.optim.AdamW(groups, lr=learning_rate, fused=True)]
-    except (RuntimeError, TypeError):  # fused needs float params on a supported device
+    except (RuntimeError, TypeError):
         optimizers = [torch.optim.AdamW(groups, lr=learning_rate)]
     if embedding is not None:
         optimizers.append(torch.optim.SparseAdam([embedding.weight], lr=learning_rate))
