@@ -733,23 +733,8 @@ def predict_row(ctx, arch: str, precision: str) -> dict:
 
 
 def _onnx_export(model, example: dict, path: Path) -> str:
-    """nerforge.onnx's export where that module exists, else torch.onnx.export (dynamo, then TorchScript)."""
-    import importlib
-    import importlib.util
-
+    """torch.onnx.export of the logits (dynamo, then TorchScript), for when nerforge.onnx is not there."""
     import torch
-
-    if importlib.util.find_spec("nerforge.onnx") is not None:
-        mod = importlib.import_module("nerforge.onnx")
-        for name in ("export_model", "export_onnx_model", "export_logits_model"):
-            fn = getattr(mod, name, None)
-            if fn is not None:
-                try:
-                    fn(model, path)
-                    if path.is_file():
-                        return f"nerforge.onnx.{name}"
-                except TypeError:
-                    pass
 
     class Logits(torch.nn.Module):
         def __init__(self, m):
