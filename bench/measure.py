@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -380,18 +381,23 @@ def child_infer_pipeline(cfg: dict) -> dict:
         sents = sents[:: cfg["every"]]
     ner = pipeline("ner", model=cfg["model_dir"], device=-1)
     ner("warm up")
-    covered = 0
+    texts = [" ".join(words) for words in sents]
+    batch = cfg.get("batch_size")
     t0 = time.perf_counter()
-    for words in sents:  # the notebook's way: one call per sentence
-        text = " ".join(words)
-        out = ner(text, ignore_labels=[])  # every token, so that covered words can be counted
+    if batch:  # what an informed user does: the whole list, batched by the pipeline
+        outs = ner(texts, batch_size=batch, ignore_labels=[])
+    else:  # the notebook's way: one call per sentence
+        outs = [ner(text, ignore_labels=[]) for text in texts]  # every token: covered words can be counted
+    dt = time.perf_counter() - t0
+    covered = 0
+    for words, out in zip(sents, outs):
         starts, pos = set(), 0
         for w in words:
             starts.add(pos)
             pos += len(w) + 1
         covered += len({o["start"] for o in out if o["start"] in starts})
-    dt = time.perf_counter() - t0
     return {
+        "batch_size": batch or 1,
         "sentences": len(sents),
         "time_s": round(dt, 3),
         "sentences_per_s": round(len(sents) / dt, 2),
@@ -399,6 +405,24 @@ def child_infer_pipeline(cfg: dict) -> dict:
         "words_gold": sum(map(len, sents)),
         "words_predicted": covered,
         "sample": f"every {cfg['every']}th sentence" if cfg.get("every") else "all",
+    }
+
+
+def child_make_onnx(cfg: dict) -> dict:
+    """A copy of the export with onnx/model.onnx and onnx/model_quantized.onnx, written and verified by
+    `python -m nerforge.onnx --quantize` (the trained export itself is left alone)."""
+    set_threads(cfg["threads"])
+    from nerforge.onnx import main as onnx_main
+
+    src, dst = Path(cfg["model_dir"]), Path(cfg["out"])
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("onnx"))
+    t0 = time.perf_counter()
+    if onnx_main([str(dst), "--quantize"]) != 0:
+        raise RuntimeError(f"python -m nerforge.onnx {dst} --quantize failed")
+    verification = dst / "onnx" / "verification.json"
+    return {
+        "export_s": round(time.perf_counter() - t0, 1),
+        "verification": json.loads(verification.read_text()) if verification.is_file() else None,
     }
 
 
@@ -411,12 +435,39 @@ def child_infer_ours(cfg: dict) -> dict:
     sents, tags, docs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
     if cfg.get("limit"):
         sents, tags, docs = sents[: cfg["limit"]], tags[: cfg["limit"]], docs[: cfg["limit"]]
-    pred = Predictor.from_pretrained(cfg["model_dir"], bf16=cfg.get("bf16", False))
+    backend = cfg.get("backend", "torch")
+    mdir = Path(cfg["model_dir"])
+    if backend == "torch":
+        pred = Predictor.from_pretrained(str(mdir), bf16=cfg.get("bf16", False))
+        files = [mdir / "model.safetensors"]
+    else:
+        from nerforge.onnx import OnnxPredictor
+
+        pred = OnnxPredictor.from_pretrained(str(mdir), quantized=backend == "onnx-int8", threads=cfg["threads"])
+        files = [p for p in Path(pred.file).parent.glob(Path(pred.file).name + "*")]  # + external data, if any
     pred.predict_words([["warm", "up"]])
+    # Real (non-pad) pieces and the sum of squared real window lengths, for the forward FLOPs: counted
+    # per batch around the forward pass (one sum per batch, inside the timing).
+    counted = {"pieces": 0, "sum_len_sq": 0, "windows": 0}
+    forward = pred._forward
+
+    def counting_forward(input_ids, attention_mask):
+        lens = attention_mask.sum(-1)
+        counted["pieces"] += int(lens.sum())
+        counted["sum_len_sq"] += int((lens * lens).sum())
+        counted["windows"] += int(lens.numel())
+        return forward(input_ids, attention_mask)
+
+    pred._forward = counting_forward
     t0 = time.perf_counter()
     out = pred.predict_words(sents, docs)
     dt = time.perf_counter() - t0
     res = {
+        "backend": backend,
+        "intra_op_threads": getattr(pred, "intra_op_threads", None) or cfg["threads"],
+        "model_file_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
+        "pieces_per_s": round(counted["pieces"] / dt, 1),
+        **counted,
         "sentences": len(sents),
         "time_s": round(dt, 3),
         "sentences_per_s": round(len(sents) / dt, 2),
@@ -449,6 +500,7 @@ CHILDREN = {
     "make_model": child_make_model,
     "infer_pipeline": child_infer_pipeline,
     "infer_ours": child_infer_ours,
+    "make_onnx": child_make_onnx,
 }
 
 

@@ -79,6 +79,31 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         if f32 is not None and f16 is not None:  # a trained model: bf16 counts only where F1 holds
             S["inference_f1_fp32"], S["inference_f1_bf16"] = f32, f16
             S["inference_bf16_f1_delta"] = round(f16 - f32, 5)
+        if "onnx_fp32" in inf:  # ONNX Runtime rows (issue 16), against both ways of using the pipeline
+            onnx, int8, batched = inf["onnx_fp32"], inf["onnx_int8"], inf.get("pipeline_batched")
+            S["inference_speedup_vs_batched_pipeline"] = ratio(wps(inf["ours_fp32"]), wps(batched))
+            S["inference_onnx_speedup_vs_pipeline"] = ratio(wps(onnx), wps(inf["pipeline"]))
+            S["inference_onnx_speedup_vs_batched_pipeline"] = ratio(wps(onnx), wps(batched))
+            S["inference_onnx_int8_speedup_vs_pipeline"] = ratio(wps(int8), wps(inf["pipeline"]))
+            S["inference_onnx_int8_speedup_vs_batched_pipeline"] = ratio(wps(int8), wps(batched))
+            S["inference_batched_pipeline_speedup_vs_pipeline"] = ratio(wps(batched), wps(inf["pipeline"]))
+            if f32 is not None and onnx.get("f1") is not None and int8.get("f1") is not None:
+                S["inference_onnx_f1_delta"] = round(onnx["f1"] - f32, 5)
+                S["inference_onnx_int8_f1_delta"] = round(int8["f1"] - onnx["f1"], 5)
+        # Inference MFU: forward FLOPs of the real pieces (2 N per piece + attention 4 L d per piece pair of
+        # a window) per second, over the fp32 GEMM peak of the same run (bf16 rows: over the bf16 peak).
+        if g and "params_non_embedding" in g:
+            for key in ("ours_fp32", "ours_bf16", "onnx_fp32", "onnx_int8"):
+                r = inf.get(key) or {}
+                if r.get("pieces") and r.get("time_s"):
+                    flops = (
+                        2 * g["params_non_embedding"] * r["pieces"]
+                        + 4 * g["num_layers"] * g["hidden"] * r["sum_len_sq"]
+                    )
+                    r["model_gflops_per_s"] = round(flops / r["time_s"] / 1e9, 2)
+                    peak = g["peak_bf16_gflops"] if key == "ours_bf16" else g["peak_fp32_gflops"]
+                    r["inference_mfu"] = round(r["model_gflops_per_s"] / peak, 4)
+                    S[f"inference_mfu_{key}"] = r["inference_mfu"]
     # model FLOP/s and MFU
     S["mfu_fp32"] = S["mfu_bf16"] = None
     feats = (sc.get("1x", {}).get("ours_cold") if sc else None) or (pr.get("ours_cold") if pr else None)
@@ -189,6 +214,24 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         ">=",
         5,
     )
+    if "inference_onnx_int8_speedup_vs_pipeline" in S:
+        d8 = S.get("inference_onnx_int8_f1_delta")
+        held = d8 is not None and abs(d8) <= 0.003  # int8 counts only where test F1 stays within 0.3
+        label = f" (test F1 {100 * d8:+.2f} vs ONNX fp32)" if d8 is not None else " (no F1: untrained head)"
+        tgt(
+            "inference ONNX int8 vs pipeline" + label,
+            S["inference_onnx_int8_speedup_vs_pipeline"] if held else None,
+            ">=",
+            8,
+        )
+        tgt(
+            "inference ONNX int8 vs batched pipeline" + label,
+            S["inference_onnx_int8_speedup_vs_batched_pipeline"] if held else None,
+            ">=",
+            5,
+        )
+        best = max(x for x in (S.get("inference_speedup_vs_pipeline"), S["inference_onnx_speedup_vs_pipeline"]) if x)
+        tgt("inference fp32 (torch or ONNX) vs pipeline", best, ">=", 5)
     f1o, f1n = S.get("f1_ours"), S.get("f1_notebook")
     tgt("f1 ours - f1 notebook", round(f1o - f1n, 4) if f1o is not None and f1n is not None else None, ">=", 0)
     qf = S.get("f1_quality_json_1_epoch")
@@ -300,21 +343,44 @@ def markdown(R: dict) -> str:
         L += ["", "(epoch time = training windows / windows per second over the measured steps: an estimate)", ""]
     if inf:
         L += [
-            "| 3. inference, CoNLL-2003 test | sentences | sentences/s | words/s | words predicted / gold | test F1 | peak RSS MB |",
-            "|---|---|---|---|---|---|---|",
+            "| 3. inference, CoNLL-2003 test | sentences | sentences/s | words/s | x pipeline | x batched pipeline "
+            "| words predicted / gold | test F1 | tags = torch fp32 | inference MFU | model MB | peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        wps = lambda d: (d or {}).get("words_per_s")  # noqa: E731
         for k, lab in (
             ("pipeline", "pipeline('ner'), one sentence per call"),
-            ("ours_fp32", "ours: Predictor fp32"),
-            ("ours_bf16", "ours: Predictor bf16"),
+            ("pipeline_batched", "pipeline('ner') over the list, batch_size=64"),
+            ("ours_fp32", "ours: Predictor, torch fp32"),
+            ("ours_bf16", "ours: Predictor, torch bf16"),
+            ("onnx_fp32", "ours: Predictor, ONNX Runtime fp32"),
+            ("onnx_int8", "ours: Predictor, ONNX Runtime int8"),
         ):
-            r = inf[k]
+            r = inf.get(k)
+            if not r:
+                continue
+            agree = r.get("tag_agreement_vs_fp32")
             L.append(
                 f"| {lab} | {fmt(r.get('sentences'))} | {fmt(r.get('sentences_per_s'))} | {fmt(r.get('words_per_s'), 0)} | "
+                f"{fmt(ratio(wps(r), wps(inf['pipeline'])), 2)} | {fmt(ratio(wps(r), wps(inf.get('pipeline_batched'))), 2)} | "
                 f"{fmt(r.get('words_predicted'))} / {fmt(r.get('words_gold'))} | "
-                f"{fmt(100 * r['f1']) if r.get('f1') is not None else '–'} | {fmt(r.get('peak_rss_mb'), 0)} |"
+                f"{fmt(100 * r['f1']) if r.get('f1') is not None else '–'} | "
+                f"{f'{100 * agree:.2f}%' if agree is not None else '–'} | {fmt(r.get('inference_mfu'), 3)} | "
+                f"{fmt(r.get('model_file_mb'), 1)} | {fmt(r.get('peak_rss_mb'), 0)} |"
             )
         L += ["", f"({inf.get('note')})", ""]
+        v = (inf.get("onnx_export") or {}).get("verification")
+        if v:
+            diff = v.get("fp32", {}).get("max_abs_logit_diff_vs_torch")
+            L += [
+                f"ONNX export (`python -m nerforge.onnx --quantize`, {fmt(inf['onnx_export'].get('export_s'))} s): "
+                f"fp32 max |logit - torch| {f'{diff:.1e}' if diff is not None else '–'} on the check sample; "
+                f"int8 settings {json.dumps({k: x for k, x in v.get('int8', {}).get('settings', {}).items() if k != 'nodes_kept_fp32'})}; "
+                f"intra-op threads {fmt(inf['onnx_fp32'].get('intra_op_threads'))}. Inference MFU = forward FLOPs of the "
+                "real pieces (2 x non-embedding parameters per piece + 4 x layers x hidden per pair of pieces of a "
+                "window) per second over the fp32 GEMM peak of the same run (bf16 row: the bf16 peak).",
+                "",
+            ]
     if "scale_prep_ours_s" in S:
         L += [
             f"5. Scaling (ours, cold prep of the train split concatenated k times): {S['scale_prep_ours_s']} s; "

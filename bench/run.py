@@ -161,8 +161,12 @@ def main_parent(args) -> int:
                 run_child("make_model", dict(base, out=str(mdir)), th, log)
             every = 7 if quick else None  # --quick: the pipeline on 1 sentence in 7 (~490)
             tags_file = tmp / "tags_fp32.json"
+            onnx_dir = tmp / "model_onnx"
             R["infer"] = {
                 "pipeline": run_child("infer_pipeline", dict(base, model_dir=str(mdir), every=every), th, log),
+                "pipeline_batched": run_child(
+                    "infer_pipeline", dict(base, model_dir=str(mdir), every=every, batch_size=64), th, log
+                ),
                 "ours_fp32": run_child(
                     "infer_ours", dict(base, model_dir=str(mdir), save_tags=str(tags_file), trained=trained), th, log
                 ),
@@ -179,13 +183,38 @@ def main_parent(args) -> int:
                     th,
                     log,
                 ),
+                "onnx_export": run_child("make_onnx", dict(base, model_dir=str(mdir), out=str(onnx_dir)), th, log),
+                "onnx_fp32": run_child(
+                    "infer_ours",
+                    dict(
+                        base,
+                        model_dir=str(onnx_dir),
+                        backend="onnx",
+                        trained=trained,
+                        compare_tags=str(tags_file),
+                    ),
+                    th,
+                    log,
+                ),
+                "onnx_int8": run_child(
+                    "infer_ours",
+                    dict(
+                        base,
+                        model_dir=str(onnx_dir),
+                        backend="onnx-int8",
+                        trained=trained,
+                        compare_tags=str(tags_file),
+                    ),
+                    th,
+                    log,
+                ),
                 "note": (
-                    f"model = {args.trained_model}, trained: test F1 of both precisions on the whole test set"
+                    f"model = {args.trained_model}, trained: test F1 of every row on the whole test set"
                     if trained
                     else "model = the encoder with an untrained (seeded) classification head: speed "
                     "and word coverage only (pass --trained-model for F1)"
                 )
-                + "; bf16 tag agreement is vs our fp32 output on the same sentences",
+                + "; bf16 and ONNX tag agreement is vs our torch fp32 output on the same sentences",
             }
         if want("scale"):
             log("== 5. scaling with corpus size (train split concatenated k times)")
@@ -230,6 +259,12 @@ def main_parent(args) -> int:
             }
         shutil.rmtree(tmp, ignore_errors=True)
 
+    if only and (RESULTS / "latest.json").is_file():
+        # A partial run (--only) replaces its own sections of the last full results and keeps the others.
+        previous = json.loads((RESULTS / "latest.json").read_text())
+        R = {**previous, **{k: v for k, v in R.items() if k != "summary"}}
+        R["partial_update"] = f"sections {sorted(only)} from {R['date']}; the others from {previous['date']}"
+        g = R.get("gemm", g)
     summarize(R, g, quick)
     R["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     R["bench_wall_s"] = round(time.perf_counter() - T_START, 1)

@@ -160,3 +160,38 @@ def test_benchmarks_md_is_what_the_stored_results_render(bench):
     q = json.loads(quality.RESULTS.read_text())
     summary = dict(quality.summarise(quality.load_runs()), updated=q["updated"], machine=q["machine"])
     assert quality.markdown(summary) in text
+
+
+def onnx_infer(f1_onnx, f1_int8):
+    inf = infer(0.85, 0.85)
+    inf["pipeline_batched"] = {"words_per_s": 1500.0}
+    inf["pipeline"]["words_per_s"] = 1000.0
+    inf["ours_fp32"].update(words_per_s=3000.0, pieces=4000, sum_len_sq=200_000, time_s=0.002)
+    inf["onnx_fp32"] = {"words_per_s": 4000.0, "f1": f1_onnx}
+    inf["onnx_int8"] = {"words_per_s": 9000.0, "f1": f1_int8}
+    return inf
+
+
+@pytest.mark.parametrize("f1_int8, met", [(0.848, True), (0.846, None)])
+def test_onnx_int8_counts_only_where_f1_stays_within_three_tenths(bench, f1_int8, met):
+    R = {"infer": onnx_infer(0.85, f1_int8)}
+    g = {
+        "params_non_embedding": 1000,
+        "num_layers": 2,
+        "hidden": 10,
+        "peak_fp32_gflops": 100.0,
+        "peak_bf16_gflops": 200.0,
+    }
+    bench.summarize(R, g, quick=True)
+    S, T = R["summary"], R["targets"]
+    assert S["inference_onnx_int8_speedup_vs_pipeline"] == 9.0
+    assert S["inference_onnx_int8_speedup_vs_batched_pipeline"] == 6.0
+    assert S["inference_onnx_speedup_vs_pipeline"] == 4.0
+    assert S["inference_onnx_int8_f1_delta"] == pytest.approx(f1_int8 - 0.85)
+    (name,) = [k for k in T if k.startswith("inference ONNX int8 vs pipeline")]
+    assert T[name]["met"] is met and f"{100 * (f1_int8 - 0.85):+.2f}" in name
+    # fp32 counts whichever backend is faster: ONNX here, 4x < 5x
+    assert T["inference fp32 (torch or ONNX) vs pipeline"]["value"] == 4.0
+    assert T["inference fp32 (torch or ONNX) vs pipeline"]["met"] is False
+    # forward FLOPs: 2 x 1000 x 4000 + 4 x 2 x 10 x 200000 = 24e6 in 2 ms = 12 GFLOP/s over a 100 GFLOP/s peak
+    assert S["inference_mfu_ours_fp32"] == pytest.approx(0.12)
