@@ -407,6 +407,7 @@ def render_model_card(
         calibration=_calibration_view(metrics.get("calibration")),
         report=_report_view(report),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),
+        onnx_files=sorted(f.name for f in (export_dir / "onnx").glob("*.onnx")),
         frameworks=_framework_versions(),
         widget_text=widget_text,
         aggregation=RECOMMENDED_AGGREGATION,

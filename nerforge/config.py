@@ -191,6 +191,18 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig
 @dataclass
 class RunConfig:
     model: ModelConfig
+    export_onnx: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write onnx/model.onnx into the export (ONNX Runtime, transformers.js), verified against the model; needs the onnx extra (pip install 'nerforge[onnx]')."
+        },
+    )
+    export_onnx_int8: bool = field(
+        default=True,
+        metadata={
+            "help": "With export_onnx, also write onnx/model_quantized.onnx (dynamic int8 weights), its tags verified against fp32."
+        },
+    )
     data: DataConfig
     training: TrainingConfig
 
@@ -316,7 +328,15 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     )
     if unknown:
         raise ConfigError(f"unknown command-line arguments: {' '.join(unknown)}")
-    return validate(RunConfig(model, data, training))
+    cfg = validate(RunConfig(model, data, training))
+    if cfg.training.export_onnx:  # before training, not at the export (a saved config is read without it)
+        from nerforge.onnx import require_onnx
+
+        try:
+            require_onnx()
+        except ValueError as e:
+            raise ConfigError(f"training.export_onnx: {e}") from None
+    return cfg
 
 
 def load_saved(path: str | Path) -> RunConfig:

@@ -2,13 +2,15 @@
 
 :func:`export_run` assembles ``OUTPUT_DIR/model/`` (safetensors weights, tokenizer, ``config.json``
 with the dataset's labels, the resolved ``training_config.yaml``, ``metrics.json``, the training curve,
-the reliability diagram when the scores were calibrated, and the model card) under a temporary name and swaps it in when complete, so a killed run or a full
-disk leaves the previous export in place. :func:`save_model_atomic` and :func:`load_weights` keep and
+the reliability diagram when the scores were calibrated, the ONNX files with ``export_onnx``, and the model card) under a temporary name and swaps it in when complete, so a killed run or a full
+disk leaves the previous export in place. :func:`add_onnx` adds ``onnx/`` to an existing export the same
+way (``python -m nerforge.onnx``). :func:`save_model_atomic` and :func:`load_weights` keep and
 reload the best model during training the same way.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import shutil
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from pathlib import Path
 from nerforge.atomic import fresh_tmp, swap_in, write_json_atomic
 from nerforge.card import plot_reliability, plot_training_curve, render_model_card
 
-__all__ = ["ExportError", "export_run", "update_export", "save_model_atomic", "load_weights"]
+__all__ = ["ExportError", "export_run", "update_export", "add_onnx", "save_model_atomic", "load_weights"]
 
 
 class ExportError(OSError):
@@ -58,9 +60,44 @@ def _assembled(export_dir: Path, failure: str, unchanged: str):
         tmp = fresh_tmp(export_dir)
         yield tmp
         swap_in(tmp, export_dir)
+    except ExportError:  # already says what failed (e.g. an ONNX check)
+        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
+        raise
     except OSError as e:
         shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
         raise ExportError(f"{failure}: {e}; {unchanged}") from e
+    except BaseException:
+        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
+        raise
+
+
+def _onnx_into(folder: Path, quantize_int8: bool) -> dict:
+    """``folder/onnx/`` from the model saved in `folder` (loaded back on the CPU in fp32), verified
+    (:func:`nerforge.onnx.export_onnx`); removed again when anything fails."""
+    from nerforge.onnx import ONNX_DIR, export_onnx, require_onnx
+
+    require_onnx()
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return export_onnx(model, tokenizer, folder / ONNX_DIR, quantize_int8=quantize_int8)
+    except BaseException:
+        shutil.rmtree(folder / ONNX_DIR, ignore_errors=True)
+        raise
+
+
+def _copy_export(src: Path, dst: Path, skip=()) -> None:
+    """Every file and subfolder of the export `src` (but those named in `skip`) into `dst`."""
+    for item in src.iterdir():
+        if item.name in skip:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        elif item.is_file():
+            shutil.copy2(item, dst / item.name)
 
 
 def _metrics_figures_card(folder: Path, cfg, metrics: dict, label_names, do_lower_case=None) -> None:
@@ -83,12 +120,27 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
     full or unwritable disk, leaving the previous export, if any, as it was."""
     export_dir = Path(export_dir)
     failure = f"could not write the export to {export_dir}"
+    onnx_failure = None
     with _assembled(export_dir, failure, "any previous export there is unchanged") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         cfg.save(tmp / "training_config.yaml")
         plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
+        if cfg.training.export_onnx:
+            from nerforge.onnx import OnnxExportError
+
+            try:
+                _onnx_into(tmp, cfg.training.export_onnx_int8)
+            except (OnnxExportError, ValueError) as e:  # a failed check, or the onnx extra missing
+                onnx_failure = e
         _metrics_figures_card(tmp, cfg, metrics, label_names, getattr(tokenizer, "do_lower_case", None))
+    if onnx_failure is not None:
+        # The weights are good and worth keeping: the export is complete but for onnx/ (the card says so).
+        flag = " --quantize" if cfg.training.export_onnx_int8 else ""
+        raise ExportError(
+            f"{export_dir} was written without onnx/: {onnx_failure}; "
+            f"retry with python -m nerforge.onnx {export_dir}{flag}"
+        )
     return export_dir
 
 
@@ -96,13 +148,44 @@ def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
     """Rewrite an existing export with new weights and metrics (e.g. after calibration): every other
     file is kept, the figures and the card are made again; swapped in whole, or not at all."""
     from nerforge.config import load_saved
+    from nerforge.onnx import INT8_FILE, ONNX_DIR
 
     export_dir = Path(export_dir)
     with _assembled(export_dir, f"could not rewrite the export {export_dir}", "it is unchanged") as tmp:
-        for item in export_dir.iterdir():
-            if item.is_file():
-                shutil.copy2(item, tmp / item.name)
+        _copy_export(export_dir, tmp, skip=(ONNX_DIR,))
         model.save_pretrained(tmp, safe_serialization=True)
+        onnx_dir = export_dir / ONNX_DIR
+        if onnx_dir.is_dir():  # the ONNX files go with the weights: kept if these are unchanged, else made again
+            weights = "model.safetensors"
+            if (export_dir / weights).is_file() and filecmp.cmp(export_dir / weights, tmp / weights, shallow=False):
+                shutil.copytree(onnx_dir, tmp / ONNX_DIR)
+            else:
+                try:
+                    _onnx_into(tmp, (onnx_dir / INT8_FILE).is_file())
+                except ValueError as e:
+                    raise ValueError(f"{onnx_dir} must be made again for the new weights: {e}") from None
         labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         _metrics_figures_card(tmp, load_saved(tmp / "training_config.yaml"), metrics, labels)
     return export_dir
+
+
+def add_onnx(export_dir: str | Path, quantize_int8: bool = False) -> dict:
+    """Add (or replace) ``onnx/`` in an existing model folder: the fp32 graph and with `quantize_int8`
+    the int8 one, verified (:func:`nerforge.onnx.export_onnx`); the card of a nerforge export is
+    rendered again to list them. The folder is rewritten whole or not at all: a failed check or a
+    killed process leaves it as it was. Returns ``onnx/verification.json``'s content; raises
+    :class:`nerforge.onnx.OnnxExportError` (an :class:`ExportError`) when the export or a check fails."""
+    from nerforge.config import load_saved
+    from nerforge.onnx import ONNX_DIR
+
+    export_dir = Path(export_dir)
+    with _assembled(export_dir, f"could not write {export_dir / ONNX_DIR}", "the folder is unchanged") as tmp:
+        _copy_export(export_dir, tmp, skip=(ONNX_DIR,))
+        result = _onnx_into(tmp, quantize_int8)
+        if (tmp / "training_config.yaml").is_file() and (tmp / "metrics.json").is_file():
+            config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+            labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+            metrics = json.loads((tmp / "metrics.json").read_text(encoding="utf-8"))
+            cfg = load_saved(tmp / "training_config.yaml")
+            render_model_card(tmp, cfg, metrics=metrics, label_names=labels, repo_id=cfg.training.hub_model_id)
+    return result

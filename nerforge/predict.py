@@ -25,6 +25,10 @@ Rules stated once:
   ``conlleval`` reads the file as it is; blank lines are kept byte for byte.
 * **Defaults** for ``max_length``/``stride``/``context_size``/``pack_length`` come from the export's
   ``training_config.yaml`` when the model folder has one, else ``min(model max, 512)`` / 32 / 0 / 0.
+* **Backends**: ``--backend torch`` (default) runs the model in PyTorch; ``onnx`` and ``onnx-int8`` run
+  the export's ``onnx/model.onnx`` / ``onnx/model_quantized.onnx`` with ONNX Runtime
+  (:class:`nerforge.onnx.OnnxPredictor`: the same windows, batches and sorting; as many intra-op threads
+  as torch would use). The first stderr line says which backend ran and on how many threads.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ __all__ = [
     "split_words",
     "add_predictor_arguments",
     "predictor_from_args",
+    "describe_line",
+    "BACKENDS",
     "WORD_RE",
     "MAX_LENGTH_CAP",
     "main",
@@ -57,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
 MAX_LENGTH_CAP = 512
+BACKENDS = ("torch", "onnx", "onnx-int8")  # --backend: torch, onnx/model.onnx, onnx/model_quantized.onnx
 _CHUNK_SENTENCES = 2000  # sentences tokenized at a time (cut at document boundaries)
 
 
@@ -129,13 +136,13 @@ def _training_defaults(name_or_path: str) -> dict:
     }
 
 
-def _model_max_length(model, tokenizer) -> int:
+def _model_max_length(config, tokenizer) -> int:
     limits = [MAX_LENGTH_CAP]
     tok_max = getattr(tokenizer, "model_max_length", None)
     if isinstance(tok_max, int) and 0 < tok_max < 100_000:
         limits.append(tok_max)
-    if position_limit(model.config) is not None:
-        limits.append(position_limit(model.config))
+    if position_limit(config) is not None:
+        limits.append(position_limit(config))
     return min(limits)
 
 
@@ -154,7 +161,12 @@ class Predictor:
             word pieces (0: one sentence per window); see :mod:`nerforge.features`.
         device: torch device (None: cuda if available, else cpu).
         bf16: run the forward pass under bfloat16 autocast.
+
+    :class:`nerforge.onnx.OnnxPredictor` is the same with the forward pass done by ONNX Runtime.
     """
+
+    backend = "torch"
+    file = None
 
     def __init__(
         self,
@@ -171,18 +183,31 @@ class Predictor:
     ):
         import torch
 
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.bf16 = bf16
+        self._configure(
+            model.config,
+            tokenizer,
+            batch_size=batch_size,
+            max_length=max_length,
+            stride=stride,
+            context_size=context_size,
+            pack_length=pack_length,
+        )
+
+    def _configure(self, config, tokenizer, *, batch_size, max_length, stride, context_size, pack_length) -> None:
+        """Checks and windowing settings shared by every backend (`config`: the model's config)."""
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer is required (word_ids() aligns predictions to words)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if stride < 0 or context_size < 0 or pack_length < 0:
             raise ValueError("stride, context_size and pack_length must be >= 0")
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.max_length = int(max_length) if max_length else _model_max_length(model, tokenizer)
-        limit = position_limit(model.config)
+        self.max_length = int(max_length) if max_length else _model_max_length(config, tokenizer)
+        limit = position_limit(config)
         if limit is not None and self.max_length > limit:
             raise ValueError(f"max_length {self.max_length} is longer than the model's {limit} positions")
         from nerforge.features import check_pack_fits, special_token_layout
@@ -199,8 +224,7 @@ class Predictor:
         self.stride = stride
         self.context_size = context_size
         self.pack_length = pack_length
-        self.bf16 = bf16
-        self.id2label = {int(k): str(v) for k, v in model.config.id2label.items()}
+        self.id2label = {int(k): str(v) for k, v in config.id2label.items()}
 
     @classmethod
     def from_pretrained(
@@ -217,6 +241,26 @@ class Predictor:
                 kw[key] = value
         kw = {k: v for k, v in kw.items() if v is not None}
         return cls(model, tokenizer, **kw)
+
+    @property
+    def intra_op_threads(self) -> int:
+        """Threads one forward pass may use (torch's intra-op threads; the session's for ONNX)."""
+        import torch
+
+        return int(torch.get_num_threads())
+
+    def describe(self) -> dict:
+        """What runs the model: ``{"backend", "precision", "device", "intra_op_threads", "file"}``."""
+        precision = {"onnx": "fp32", "onnx-int8": "int8 weights (dynamic)"}.get(
+            self.backend, "bf16 autocast" if self.bf16 else "fp32"
+        )
+        return {
+            "backend": self.backend,
+            "precision": precision,
+            "device": str(self.device) if self.backend == "torch" else "cpu",
+            "intra_op_threads": self.intra_op_threads,
+            "file": self.file,
+        }
 
     # ------------------------------------------------------------------ core
 
@@ -250,6 +294,16 @@ class Predictor:
             start = end
         return feats
 
+    def _forward(self, input_ids, attention_mask):
+        """Float logits [windows, pieces, labels] of one padded batch (CPU int64 tensors in): the one
+        step that differs between backends (see :class:`nerforge.onnx.OnnxPredictor`)."""
+        import torch
+
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with autocast:
+            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        return out.logits.float()
+
     def _predict_ids(self, sentences: list[list[str]], document_ids: list[int] | None, with_logits: bool = False):
         """(tag ids, probabilities, logits or None) per word of every sentence: a word's logits are
         those of its first word piece (a float tensor [words, labels] per sentence)."""
@@ -271,18 +325,15 @@ class Predictor:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         multiple_of = pad_multiple(self.device.type)
         pred_rows, prob_rows, index_rows, word_rows, example_rows, logit_rows = [], [], [], [], [], []
-        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         flat = 0
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             for b in range(0, len(order), self.batch_size):
                 rows = [
                     {key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
                     for k in order[b : b + self.batch_size]
                 ]
                 batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
-                logits = self.model(
-                    input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
-                ).logits.float()
+                logits = self._forward(batch["input_ids"], batch["attention_mask"])
                 pred = logits.argmax(-1)
                 prob = logits.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
                 width = pred.shape[1]
@@ -529,25 +580,55 @@ def add_predictor_arguments(p: argparse.ArgumentParser) -> None:
         help="label sentences of a document together, up to N word pieces per window "
         "(default: training_config.yaml, else 0)",
     )
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (torch backend)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what runs the model: torch (default), onnx (the export's onnx/model.onnx) or onnx-int8 "
+        "(onnx/model_quantized.onnx); written by python -m nerforge.onnx, needs the onnx extra. "
+        "Same windows and batches; intra-op threads as torch's",
+    )
+
+
+def describe_line(predictor: Predictor) -> str:
+    """One line saying what runs the model, e.g. ``backend onnx-int8 (...), 2 intra-op threads``."""
+    d = predictor.describe()
+    where = f", {d['file']}" if d["file"] else ""
+    n = d["intra_op_threads"]
+    return f"backend {d['backend']} ({d['precision']}, {d['device']}{where}), {n} intra-op thread{'s' * (n != 1)}"
 
 
 def predictor_from_args(args: argparse.Namespace) -> Predictor:
-    """The :class:`Predictor` that :func:`add_predictor_arguments`' flags describe."""
+    """The predictor that :func:`add_predictor_arguments`' flags describe (:class:`Predictor`, or
+    :class:`nerforge.onnx.OnnxPredictor` for ``--backend onnx``/``onnx-int8``)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return Predictor.from_pretrained(
-        args.model,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        stride=args.stride,
-        context_size=args.document_context,
-        pack_length=args.pack_length,
-        device=args.device,
-        bf16=args.bf16,
-    )
+    settings = {
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "context_size": args.document_context,
+        "pack_length": args.pack_length,
+    }
+    backend = getattr(args, "backend", "torch")
+    if backend == "torch":
+        return Predictor.from_pretrained(args.model, device=args.device, bf16=args.bf16, **settings)
+    if args.bf16:
+        raise ValueError(f"--bf16 is for --backend torch; --backend {backend} runs the ONNX graph as it is")
+    if args.device not in (None, "cpu"):
+        raise ValueError(
+            f"--backend {backend} runs on the CPU (onnxruntime's CPU provider); drop --device {args.device}"
+        )
+    from nerforge.onnx import OnnxPredictor, require_onnx
+
+    try:
+        require_onnx()
+    except ValueError as e:  # the onnx extra is missing: say which to install
+        raise ValueError(f"--backend {backend}: {e}") from None
+    return OnnxPredictor.from_pretrained(args.model, quantized=backend == "onnx-int8", **settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -587,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         # The input is read and checked first: bad input fails fast, before the model loads.
         parsed = _read_conll(args) if args.conll else _read_text(args)
         predictor = predictor_from_args(args)
+        print(describe_line(predictor), file=sys.stderr)
         if args.conll:
             _run_conll(args, predictor, parsed)
         else:

@@ -37,7 +37,7 @@ from nerforge.atomic import atomic_write_text, fresh_tmp, swap_in, write_json_at
 from nerforge.calibrate import split_calibration
 from nerforge.card import reliability_diagram, save_png
 from nerforge.metric import score
-from nerforge.predict import add_predictor_arguments, predictor_from_args
+from nerforge.predict import add_predictor_arguments, describe_line, predictor_from_args
 from nerforge.score import add_data_arguments, data_settings, predict_split
 from nerforge.taxonomy import (
     KINDS,
@@ -473,6 +473,7 @@ def run(args) -> tuple[dict, list[dict], dict]:
             raise ValueError(f"{f}: no sentences")
         extra_ds[f] = extra
     predictor = predictor_from_args(args)
+    print(describe_line(predictor), file=sys.stderr)
     main_pred = predict_split(predictor, ds)
     train_surfaces = None
     if "train" in splits and args.split != "train":
@@ -491,6 +492,7 @@ def run(args) -> tuple[dict, list[dict], dict]:
             "context_size": predictor.context_size,
             "pack_length": predictor.pack_length,
             "batch_size": predictor.batch_size,
+            "backend": predictor.describe(),
         },
         "gold_entities": main["gold_entities"],
         "predicted_entities": main["predicted_entities"],

@@ -14,7 +14,9 @@ Unless given on the command line, ``--max-length``/``--stride``/``--document-con
 ``--batch-size`` and the data options (``tagging_scheme``, ``columns``, ``label_names``, the split file
 names) come from the export's ``training_config.yaml`` when it has one, so an export scores as its
 training run evaluated it. The data is read by ``conll2003_loader.load_splits``, as training reads it.
-Prints the metrics as JSON (and writes them to ``--output-json``). Exit status 2 on bad input.
+``--backend onnx``/``onnx-int8`` runs the export's ONNX graph instead of torch (:mod:`nerforge.onnx`).
+Prints the metrics as JSON (and writes them to ``--output-json``); ``settings.backend`` says what ran
+the model and on how many threads. Exit status 2 on bad input.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from nerforge.config import DataConfig
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
-from nerforge.predict import Predictor, add_predictor_arguments, predictor_from_args
+from nerforge.predict import Predictor, add_predictor_arguments, describe_line, predictor_from_args
 
 __all__ = ["predict_split", "score_split", "data_settings", "add_data_arguments", "main"]
 
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         split = load_split(args.split, data_settings(args))
         predictor = predictor_from_args(args)
+        print(describe_line(predictor), file=sys.stderr)
         metrics = score_split(predictor, split)
     except (ValueError, OSError) as e:  # ConllFormatError is a ValueError naming file and line
         print(f"error: {e}", file=sys.stderr)
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "context_size": predictor.context_size,
         "pack_length": predictor.pack_length,
         "batch_size": predictor.batch_size,
+        "backend": predictor.describe(),
     }
     text = json.dumps(metrics, indent=2)
     print(text)
