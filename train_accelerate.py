@@ -411,6 +411,8 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
     t = cfg.training
     log = accelerator.print
     set_seed(t.seed)
+    if t.tf32 and accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     out_dir = prepare_output_dir(cfg, accelerator)
     ckpt_dir, best_dir = out_dir / "checkpoints", out_dir / "best_model"
 
@@ -456,6 +458,7 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
         f"  epochs: {num_epochs}; batch per device: {t.per_device_train_batch_size}; effective batch "
         f"(per device x processes x accumulation): {effective}\n"
         f"  optimizer steps: {max_steps} ({steps_per_epoch} per epoch); warmup: {warmup}"
+        + ("; TF32 matrix products on" if t.tf32 and accelerator.device.type == "cuda" else "")
     )
     accelerator.init_trackers(
         "nerforge",
@@ -536,9 +539,12 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
                 saved = step % save_every == 0 or step == max_steps or stop
                 if saved:
                     save_checkpoint(accelerator, state, schedulers, cfg, ckpt_dir)
-                # One process may have been signalled: all agree (one small all-reduce per step).
-                received = torch.tensor(signals.received or 0, device=accelerator.device)
-                preempted = bool((accelerator.reduce(received, "sum") if n_proc > 1 else received).item())
+                # One process may have been signalled: all agree. Alone, the flag is read on the host; with
+                # several processes it costs one small all-reduce (and a wait for the device) per step.
+                preempted = bool(signals.received)
+                if n_proc > 1:
+                    received = torch.tensor(signals.received or 0, device=accelerator.device)
+                    preempted = bool(accelerator.reduce(received, "sum").item())
                 if preempted and not saved:
                     save_checkpoint(accelerator, state, schedulers, cfg, ckpt_dir)
                 paused_s += time.time() - pause

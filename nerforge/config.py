@@ -139,6 +139,14 @@ class TrainingConfig:
             "help": "Word embeddings get sparse gradients and SparseAdam (lazy Adam, no weight decay on them): a step updates only the rows its batch used. Faster on CPU; one process, no fp16."
         },
     )
+    tf32: bool = field(
+        default=False,
+        metadata={
+            "help": "On NVIDIA GPUs from Ampere on, run fp32 matrix products and convolutions in TF32 "
+            "(torch.backends.*.allow_tf32): faster, 10-bit mantissa. No effect on CPU or under bf16 autocast's "
+            "bf16 products."
+        },
+    )
     num_train_epochs: float = 3.0
     max_steps: int = field(
         default=-1,
@@ -183,14 +191,6 @@ class TrainingConfig:
     example_text: Optional[str] = field(
         default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."}
     )
-
-
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
-
-
-@dataclass
-class RunConfig:
-    model: ModelConfig
     export_onnx: bool = field(
         default=False,
         metadata={
@@ -203,6 +203,14 @@ class RunConfig:
             "help": "With export_onnx, also write onnx/model_quantized.onnx (dynamic int8 weights), its tags verified against fp32."
         },
     )
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
     data: DataConfig
     training: TrainingConfig
 
