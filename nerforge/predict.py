@@ -146,6 +146,24 @@ def _model_max_length(config, tokenizer) -> int:
     return min(limits)
 
 
+CPU_BATCH_PIECES = 2048
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_pieces: int | None) -> list[range]:
+    """Consecutive batches over windows sorted by length (shortest first): at most `batch_size` windows
+    and, with `max_pieces`, at most that many padded pieces (windows x the longest), but never fewer than
+    one window."""
+    batches, start = [], 0
+    for k, length in enumerate(lengths):
+        full = k - start >= batch_size or (max_pieces is not None and (k - start + 1) * length > max_pieces)
+        if k > start and full:
+            batches.append(range(start, k))
+            start = k
+    if start < len(lengths):
+        batches.append(range(start, len(lengths)))
+    return batches
+
+
 class Predictor:
     """Tag pre-split sentences with a token-classification model, batched, windowed, length-sorted.
 
@@ -167,6 +185,9 @@ class Predictor:
 
     backend = "torch"
     file = None
+    # Windows per forward pass are also capped by padded pieces (batch x longest window): on a CPU a batch
+    # of 64 long windows spills out of the caches (BENCHMARKS.md, "ONNX and int8"). None: no cap (GPUs).
+    max_batch_pieces: int | None = CPU_BATCH_PIECES
 
     def __init__(
         self,
@@ -186,6 +207,8 @@ class Predictor:
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.bf16 = bf16
+        if self.device.type != "cpu":
+            self.max_batch_pieces = None
         self._configure(
             model.config,
             tokenizer,
@@ -327,10 +350,10 @@ class Predictor:
         pred_rows, prob_rows, index_rows, word_rows, example_rows, logit_rows = [], [], [], [], [], []
         flat = 0
         with torch.inference_mode():
-            for b in range(0, len(order), self.batch_size):
+            for members in length_batches([feats["length"][k] for k in order], self.batch_size, self.max_batch_pieces):
                 rows = [
-                    {key: feats[key][k] for key in ("input_ids", "labels", "word_index", "example_id")}
-                    for k in order[b : b + self.batch_size]
+                    {key: feats[key][order[m]] for key in ("input_ids", "labels", "word_index", "example_id")}
+                    for m in members
                 ]
                 batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
                 logits = self._forward(batch["input_ids"], batch["attention_mask"])

@@ -379,3 +379,17 @@ def test_min_score_drops_low_entities(cli, tiny_model_dir, tmp_path):
     code, out_cut, err = cli("--model", tiny_model_dir, src, "--min-score", cut)
     kept = [e["score"] for line in out_cut.splitlines() for e in json.loads(line)["entities"]]
     assert code == 0 and kept == [s for s in scores if s >= cut]
+
+
+def test_length_batches_cap_windows_and_padded_pieces():
+    from nerforge.predict import length_batches
+
+    lengths = [3, 5, 8, 8, 10, 40, 41, 100]  # sorted, shortest first
+    assert [list(b) for b in length_batches(lengths, 64, None)] == [list(range(8))]
+    assert [list(b) for b in length_batches(lengths, 3, None)] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    # at most 32 padded pieces: 4 x 8 fits, a fifth window of 10 would make 50; 40 > 32 goes alone
+    assert [list(b) for b in length_batches(lengths, 64, 32)] == [[0, 1, 2, 3], [4], [5], [6], [7]]
+    batches = length_batches(lengths, 2, 80)
+    assert [i for b in batches for i in b] == list(range(8))  # every window once, in order
+    assert all(len(b) <= 2 and (len(b) == 1 or len(b) * lengths[b[-1]] <= 80) for b in batches)
+    assert length_batches([], 4, 10) == []
