@@ -92,16 +92,17 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
                 S["inference_onnx_int8_f1_delta"] = round(int8["f1"] - onnx["f1"], 5)
         # Inference MFU: forward FLOPs of the real pieces (2 N per piece + attention 4 L d per piece pair of
         # a window) per second, over the fp32 GEMM peak of the same run (bf16 rows: over the bf16 peak).
-        if g and "params_non_embedding" in g:
+        gi = inf.get("gemm") or g  # a partial run measures its own peak beside the inference rows
+        if gi and "params_non_embedding" in gi:
             for key in ("ours_fp32", "ours_bf16", "onnx_fp32", "onnx_int8"):
                 r = inf.get(key) or {}
                 if r.get("pieces") and r.get("time_s"):
                     flops = (
-                        2 * g["params_non_embedding"] * r["pieces"]
-                        + 4 * g["num_layers"] * g["hidden"] * r["sum_len_sq"]
+                        2 * gi["params_non_embedding"] * r["pieces"]
+                        + 4 * gi["num_layers"] * gi["hidden"] * r["sum_len_sq"]
                     )
                     r["model_gflops_per_s"] = round(flops / r["time_s"] / 1e9, 2)
-                    peak = g["peak_bf16_gflops"] if key == "ours_bf16" else g["peak_fp32_gflops"]
+                    peak = gi["peak_bf16_gflops"] if key == "ours_bf16" else gi["peak_fp32_gflops"]
                     r["inference_mfu"] = round(r["model_gflops_per_s"] / peak, 4)
                     S[f"inference_mfu_{key}"] = r["inference_mfu"]
     # model FLOP/s and MFU
@@ -269,8 +270,10 @@ def markdown(R: dict) -> str:
         f"- versions: python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- model `{R['model']}`, data `{R['data_dir']}`, batch {R['batch_size']}, seed {R['seed']}; each "
         "measurement in its own subprocess (peak RSS = ru_maxrss of that subprocess tree)",
-        "",
     ]
+    if R.get("partial_update"):
+        L.append(f"- partial run (`--only`): {R['partial_update']}; the sections it did not run are quoted from then")
+    L.append("")
     if g and "peak_fp32_gflops" in g:
         twice = (
             (
@@ -378,7 +381,13 @@ def markdown(R: dict) -> str:
                 f"int8 settings {json.dumps({k: x for k, x in v.get('int8', {}).get('settings', {}).items() if k != 'nodes_kept_fp32'})}; "
                 f"intra-op threads {fmt(inf['onnx_fp32'].get('intra_op_threads'))}. Inference MFU = forward FLOPs of the "
                 "real pieces (2 x non-embedding parameters per piece + 4 x layers x hidden per pair of pieces of a "
-                "window) per second over the fp32 GEMM peak of the same run (bf16 row: the bf16 peak).",
+                "window) per second over the fp32 GEMM peak of the same run (bf16 row: the bf16 peak)"
+                + (
+                    f"; peak measured beside these rows: fp32 {inf['gemm']['peak_fp32_gflops']}, bf16 "
+                    f"{inf['gemm']['peak_bf16_gflops']} GFLOP/s."
+                    if inf.get("gemm")
+                    else "."
+                ),
                 "",
             ]
     if "scale_prep_ours_s" in S:

@@ -262,9 +262,13 @@ def main_parent(args) -> int:
     if only and (RESULTS / "latest.json").is_file():
         # A partial run (--only) replaces its own sections of the last full results and keeps the others.
         previous = json.loads((RESULTS / "latest.json").read_text())
+        if "train" not in only and "gemm" in R and "infer" in R:
+            # the training rows' MFU stays against the peak measured beside them
+            R["infer"]["gemm"] = R.pop("gemm")
         R = {**previous, **{k: v for k, v in R.items() if k != "summary"}}
-        R["partial_update"] = f"sections {sorted(only)} from {R['date']}; the others from {previous['date']}"
-        g = R.get("gemm", g)
+        R["full_run_date"] = previous.get("full_run_date", previous["date"])  # of the sections not rerun
+        R["partial_update"] = f"sections {sorted(only)} from {R['date']}; the others from {R['full_run_date']}"
+        g = R.get("gemm") or g
     summarize(R, g, quick)
     R["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     R["bench_wall_s"] = round(time.perf_counter() - T_START, 1)
