@@ -513,6 +513,23 @@ class PieceCounter:
         self.padded += int(m.numel())
 
 
+def _predict_figures(ctx, counts: dict, counter, sentences, n_words: int, dt: float) -> dict:
+    """The throughput figures every predictor row reports (torch and ONNX alike)."""
+    pieces, sq = int(counter.pieces), int(counter.sq)
+    return {
+        "sentences": len(sentences),
+        "words": n_words,
+        "time_s": round(dt, 3),
+        "sentences_per_s": round(len(sentences) / dt, 2),
+        "words_per_s": round(n_words / dt, 1),
+        "windows": counter.windows,
+        "real_pieces_per_s": round(pieces / dt, 1),
+        "padding_fraction": round(1 - pieces / max(1, counter.padded), 4),
+        **_rates(ctx, counts, pieces, sq, dt, train=False),
+        **counts,
+    }
+
+
 def _rates(ctx, counts: dict, pieces: int, sq: int, dt: float, *, train: bool) -> dict:
     n, layers, d = counts["params_non_embedding"], counts["num_layers"], counts["hidden"]
     flops = (6 if train else 2) * n * pieces + (12 if train else 4) * layers * d * sq
@@ -705,20 +722,10 @@ def predict_row(ctx, arch: str, precision: str) -> dict:
     h.remove()
     n_words = sum(map(len, sentences))
     assert sum(map(len, out)) == n_words, "a word was lost"
-    pieces, sq = int(counter.pieces), int(counter.sq)
     row = {
         "arch": arch,
         "precision": precision,
-        "sentences": len(sentences),
-        "words": n_words,
-        "time_s": round(dt, 3),
-        "sentences_per_s": round(len(sentences) / dt, 2),
-        "words_per_s": round(n_words / dt, 1),
-        "windows": counter.windows,
-        "real_pieces_per_s": round(pieces / dt, 1),
-        "padding_fraction": round(1 - pieces / max(1, counter.padded), 4),
-        **_rates(ctx, counts, pieces, sq, dt, train=False),
-        **counts,
+        **_predict_figures(ctx, counts, counter, sentences, n_words, dt),
         **peak_memory(torch, dev),
         "settings": {
             **PREDICT,
@@ -830,7 +837,6 @@ def onnx_row(ctx, arch: str) -> dict:
         dt = time.perf_counter() - t0
     n_words = sum(map(len, sentences))
     assert sum(map(len, out)) == n_words, "a word was lost"
-    pieces, sq = int(counter.pieces), int(counter.sq)
     row = {
         "arch": arch,
         "precision": "fp32",
@@ -840,16 +846,7 @@ def onnx_row(ctx, arch: str) -> dict:
         "export_s": round(export_s, 1),
         "verification": {k: verification.get(k) for k in ("fp32", "opset", "sample")},
         "model_mb": size_mb,
-        "sentences": len(sentences),
-        "words": n_words,
-        "time_s": round(dt, 3),
-        "sentences_per_s": round(len(sentences) / dt, 2),
-        "words_per_s": round(n_words / dt, 1),
-        "windows": counter.windows,
-        "real_pieces_per_s": round(pieces / dt, 1),
-        "padding_fraction": round(1 - pieces / max(1, counter.padded), 4),
-        **_rates(ctx, counts, pieces, sq, dt, train=False),
-        **counts,
+        **_predict_figures(ctx, counts, counter, sentences, n_words, dt),
         "settings": {**PREDICT, "intra_op_threads": pred.intra_op_threads},
         "what": "OnnxPredictor.predict_words end to end (host arrays in and out of the session per batch)",
     }

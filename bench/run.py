@@ -184,30 +184,17 @@ def main_parent(args) -> int:
                     log,
                 ),
                 "onnx_export": run_child("make_onnx", dict(base, model_dir=str(mdir), out=str(onnx_dir)), th, log),
-                "onnx_fp32": run_child(
-                    "infer_ours",
-                    dict(
-                        base,
-                        model_dir=str(onnx_dir),
-                        backend="onnx",
-                        trained=trained,
-                        compare_tags=str(tags_file),
-                    ),
-                    th,
-                    log,
-                ),
-                "onnx_int8": run_child(
-                    "infer_ours",
-                    dict(
-                        base,
-                        model_dir=str(onnx_dir),
-                        backend="onnx-int8",
-                        trained=trained,
-                        compare_tags=str(tags_file),
-                    ),
-                    th,
-                    log,
-                ),
+                **{
+                    row: run_child(
+                        "infer_ours",
+                        dict(
+                            base, model_dir=str(onnx_dir), backend=backend, trained=trained, compare_tags=str(tags_file)
+                        ),
+                        th,
+                        log,
+                    )
+                    for row, backend in (("onnx_fp32", "onnx"), ("onnx_int8", "onnx-int8"))
+                },
                 "note": (
                     f"model = {args.trained_model}, trained: test F1 of every row on the whole test set"
                     if trained
