@@ -21,7 +21,7 @@ Rows, each in try/except, each written to the JSON as soon as it is done (a part
 the GEMM peaks (bf16, TF32, fp32, one large matrix product each); training in fp32, TF32 and bf16
 autocast (sentences/s, real pieces/s, MFU against the measured bf16 GEMM peak, peak GPU memory); our
 Predictor (inference, fp32 and bf16, on synthetic words shaped like the test split's); the ONNX model
-(``nerforge.onnx``'s verified export and OnnxPredictor, else ``torch.onnx.export``) under onnxruntime's
+(``nerforge.onnx``'s verified export and OnnxPredictor) under onnxruntime's
 CUDA provider where that is installed (else a row saying so). A global ``--budget-s`` skips the rows that no longer fit. Nothing here
 asserts on speed: it measures and reports.
 """
@@ -29,10 +29,8 @@ asserts on speed: it measures and reports.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import gc
-import io
 import json
 import math
 import os
@@ -43,7 +41,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from collections import Counter
 from contextlib import nullcontext
 from functools import partial
@@ -739,38 +736,6 @@ def predict_row(ctx, arch: str, precision: str) -> dict:
     return row
 
 
-def _onnx_export(model, example: dict, path: Path) -> str:
-    """torch.onnx.export of the logits (dynamo, then TorchScript), for when nerforge.onnx is not there."""
-    import torch
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    wrapped = Logits(model).eval()
-    args = (example["input_ids"], example["attention_mask"])
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    errors = []
-    for dynamo in (True, False):
-        try:
-            kw = dict(input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes)
-            if dynamo:
-                kw["dynamo"] = True
-            else:
-                kw.update(dynamo=False, opset_version=17)
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(wrapped, args, str(path), verbose=False, **kw)
-            return f"torch.onnx.export(dynamo={dynamo})"
-        except Exception as e:  # noqa: BLE001
-            errors.append(f"dynamo={dynamo}: {type(e).__name__}: {str(e)[:300]}")
-    raise RuntimeError("ONNX export failed: " + " | ".join(errors))
-
-
 def _count_forward(pred, torch, device):
     """Count real pieces and squared lengths of every batch a predictor forwards (any backend)."""
     counter = PieceCounter(torch, torch.device("cpu"))
@@ -787,7 +752,7 @@ def _count_forward(pred, torch, device):
 def onnx_row(ctx, arch: str) -> dict:
     """fp32 ONNX under onnxruntime (the CUDA provider on a GPU): nerforge.onnx's export (verified against
     torch) and its OnnxPredictor, predict_words end to end on the same sentences as the predict rows;
-    torch.onnx.export and bare session runs where nerforge.onnx is not there."""
+    skipped, with the reason, where onnxruntime, its provider or the onnx extra is missing."""
     torch, dev = ctx.torch, ctx.device
     try:
         import onnxruntime as ort
@@ -804,14 +769,12 @@ def onnx_row(ctx, arch: str) -> dict:
             "reason": f"onnxruntime {ort.__version__} has no {want} (providers: {providers}); "
             "install onnxruntime-gpu (it replaces onnxruntime) for the CUDA provider",
         }
-    try:
-        from nerforge import onnx as nx
+    from nerforge import onnx as nx
 
-        api = all(hasattr(nx, n) for n in ("export_onnx", "session", "OnnxPredictor", "FP32_FILE"))
-    except ImportError:
-        api = False
-    if not api:
-        return _onnx_row_bare(ctx, arch, ort, want)
+    try:
+        nx.require_onnx()  # the exporter needs onnx and onnxscript besides onnxruntime
+    except ValueError as e:
+        return {"status": "skipped", "reason": str(e)}
     sentences, docs = ctx.sentences
     reset_memory(torch, dev)
     free0 = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
@@ -857,91 +820,6 @@ def onnx_row(ctx, arch: str) -> dict:
         row.update(peak_memory(torch, dev))
     # the row's model, optimizer and batches go with this frame; the next row's reset_memory frees them
     return row
-
-
-def _onnx_row_bare(ctx, arch: str, ort, want: str) -> dict:
-    """Without nerforge.onnx: torch.onnx.export, then forward passes over the predictor's windows and
-    batches, onnxruntime vs torch fp32 (host arrays in and out for both)."""
-    torch, dev = ctx.torch, ctx.device
-    from nerforge.features import collate, pad_multiple
-    from nerforge.predict import Predictor
-
-    sentences, docs = ctx.sentences
-    reset_memory(torch, dev)
-    set_precision(torch, "fp32")
-    model = make_model(ctx, arch).eval()
-    counts = param_counts(model)
-    pred = Predictor(model, ctx.tokenizer, device=dev, **PREDICT)
-    feats = pred._windows(sentences, docs)
-    order = sorted(range(len(feats["length"])), key=lambda k: feats["length"][k])
-    bs, mult = PREDICT["batch_size"], pad_multiple(dev.type)
-    batches = []
-    for b in range(0, len(order), bs):
-        rows = [
-            {k: feats[k][i] for k in ("input_ids", "labels", "word_index", "example_id")} for i in order[b : b + bs]
-        ]
-        c = collate(rows, pad_id=0, multiple_of=mult)
-        batches.append({"input_ids": c["input_ids"], "attention_mask": c["attention_mask"]})
-    pieces = sum(int(b["attention_mask"].sum()) for b in batches)
-    sq = sum(int((b["attention_mask"].sum(1) ** 2).sum()) for b in batches)
-
-    def torch_pass():
-        with torch.inference_mode():
-            return [model(**{k: v.to(dev) for k, v in b.items()}).logits.cpu() for b in batches]
-
-    torch_pass()
-    sync(torch, dev)
-    t0 = time.perf_counter()
-    ref = torch_pass()
-    t_torch = time.perf_counter() - t0
-    free0 = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        t0 = time.perf_counter()
-        how = _onnx_export(model, {k: v.to(dev) for k, v in batches[0].items()}, path)
-        export_s = time.perf_counter() - t0
-        sess = ort.InferenceSession(str(path), ort.SessionOptions(), providers=[want])
-        names = [i.name for i in sess.get_inputs()]
-
-        def ort_pass():
-            return [sess.run(None, {n: b[n].numpy() for n in names})[0] for b in batches]
-
-        ort_pass()
-        t0 = time.perf_counter()
-        got = ort_pass()
-        t_ort = time.perf_counter() - t0
-        size_mb = round(path.stat().st_size / 2**20, 1) if path.is_file() else None
-    diff = max(float((torch.from_numpy(g) - r).abs().max()) for g, r in zip(got, ref))
-    row = {
-        "arch": arch,
-        "precision": "fp32",
-        "provider": want,
-        "providers_used": sess.get_providers(),
-        "export": how,
-        "export_s": round(export_s, 1),
-        "model_mb": size_mb,
-        "windows": len(order),
-        "onnx_forward_s": round(t_ort, 3),
-        "torch_forward_s": round(t_torch, 3),
-        "real_pieces_per_s": round(pieces / t_ort, 1),
-        "torch_real_pieces_per_s": round(pieces / t_torch, 1),
-        "onnx_vs_torch_speed": round(t_torch / t_ort, 3),
-        "max_abs_logit_diff": diff,
-        **_rates(ctx, counts, pieces, sq, t_ort, train=False),
-        **counts,
-        "what": "forward passes only over the predictor's windows (batch 64, length-sorted, padded to "
-        f"{mult}); host tensors in and out for both; fp32",
-    }
-    if free0 is not None:
-        row["peak_memory_mb"] = round((free0 - torch.cuda.mem_get_info(dev)[0]) / 2**20, 1)
-        row["peak_memory_kind"] = "device free-memory drop while the ONNX session lived (not torch's counter)"
-    else:
-        row.update(peak_memory(torch, dev))
-    # the row's model, optimizer and batches go with this frame; the next row's reset_memory frees them
-    return row
-
-
-# ----------------------------------------------------------------------------- driver
 
 
 class Ctx:
