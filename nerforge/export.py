@@ -54,20 +54,17 @@ def load_weights(folder: str | Path) -> dict:
 
 @contextmanager
 def _assembled(export_dir: Path, failure: str, unchanged: str):
-    """A fresh temporary folder beside `export_dir` to fill; swapped in when the block ends, removed on a
-    full or unwritable disk, with an ExportError saying what failed and that `unchanged` is so."""
+    """A fresh temporary folder beside `export_dir` to fill; swapped in when the block ends, removed on any
+    failure (freeing the space); a full or unwritable disk becomes an ExportError saying what failed and
+    that `unchanged` is so (an ExportError raised inside, e.g. a failed ONNX check, passes as it is)."""
     try:
         tmp = fresh_tmp(export_dir)
         yield tmp
         swap_in(tmp, export_dir)
-    except ExportError:  # already says what failed (e.g. an ONNX check)
+    except BaseException as e:
         shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
-        raise
-    except OSError as e:
-        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)  # free the space
-        raise ExportError(f"{failure}: {e}; {unchanged}") from e
-    except BaseException:
-        shutil.rmtree(export_dir.with_name(f".{export_dir.name}.tmp"), ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, ExportError):
+            raise ExportError(f"{failure}: {e}; {unchanged}") from e
         raise
 
 
