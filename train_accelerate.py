@@ -304,12 +304,15 @@ def save_checkpoint(accelerator: Accelerator, state: TrainState, schedulers, cfg
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     error = None
+
+    def failed_anywhere() -> bool:  # every process says whether its part is written
+        return bool(accelerator.reduce(torch.tensor(int(error is not None), device=accelerator.device), "sum").item())
+
     try:
         accelerator.save_state(str(tmp), safe_serialization=True)
     except OSError as e:
         error = e
-    # Every process says whether its part is written before the main one seals the folder.
-    failed = accelerator.reduce(torch.tensor(int(error is not None), device=accelerator.device), "sum").item()
+    failed = failed_anywhere()  # before the main process seals the folder
     if main_proc and not failed:
         try:
             # The schedulers' small state goes here rather than through register_for_checkpointing,
@@ -322,8 +325,7 @@ def save_checkpoint(accelerator: Accelerator, state: TrainState, schedulers, cfg
             write_manifest(tmp)  # last: sizes and sha256 of everything above
         except OSError as e:
             error = e
-    failed = accelerator.reduce(torch.tensor(int(error is not None), device=accelerator.device), "sum").item()
-    if failed:
+    if failed_anywhere():
         if main_proc:
             shutil.rmtree(tmp, ignore_errors=True)
         previous = sorted(ckpt_dir.glob("step-*"))
@@ -653,14 +655,10 @@ def publish(cfg: RunConfig, model, tokenizer, metrics: dict, label_names, out_di
 def main(argv: list[str] | None = None) -> int:
     try:
         return train(parse_config(argv))
-    except (ConfigError, RunError) as e:
+    except (ConfigError, RunError, CheckpointError) as e:
         if int(os.environ.get("RANK", "0")) == 0:  # every process raises it; one line says it
             print(f"error: {e}", file=sys.stderr)
-        return 2
-    except CheckpointError as e:
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 1 if isinstance(e, CheckpointError) else 2
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -82,12 +81,3 @@ class RunLock:
             pass
         os.close(self._fd)
         self._fd = None
-
-    def __enter__(self) -> RunLock:
-        warning = self.acquire()
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
