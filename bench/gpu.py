@@ -46,6 +46,8 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
+from bench.measure import PieceCounter, count_forward
+
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "gpu.json"
@@ -490,26 +492,6 @@ def param_counts(model) -> dict:
     }
 
 
-class PieceCounter:
-    """Forward pre-hook summing real pieces and squared real lengths on the device (no host sync)."""
-
-    def __init__(self, torch, device):
-        self.torch, self.device = torch, device
-        self.reset()
-
-    def reset(self):
-        z = partial(self.torch.zeros, (), dtype=self.torch.long, device=self.device)
-        self.pieces, self.sq, self.windows, self.padded = z(), z(), 0, 0
-
-    def __call__(self, module, args, kwargs):
-        m = kwargs["attention_mask"]
-        n = m.sum(1)
-        self.pieces += n.sum()
-        self.sq += (n * n).sum()
-        self.windows += int(m.shape[0])
-        self.padded += int(m.numel())
-
-
 def _predict_figures(ctx, counts: dict, counter, sentences, n_words: int, dt: float) -> dict:
     """The throughput figures every predictor row reports (torch and ONNX alike)."""
     pieces, sq = int(counter.pieces), int(counter.sq)
@@ -736,19 +718,6 @@ def predict_row(ctx, arch: str, precision: str) -> dict:
     return row
 
 
-def _count_forward(pred, torch, device):
-    """Count real pieces and squared lengths of every batch a predictor forwards (any backend)."""
-    counter = PieceCounter(torch, torch.device("cpu"))
-    inner = pred._forward
-
-    def forward(input_ids, attention_mask):
-        counter(None, (), {"attention_mask": attention_mask})
-        return inner(input_ids, attention_mask)
-
-    pred._forward = forward
-    return counter
-
-
 def onnx_row(ctx, arch: str) -> dict:
     """fp32 ONNX under onnxruntime (the CUDA provider on a GPU): nerforge.onnx's export (verified against
     torch) and its OnnxPredictor, predict_words end to end on the same sentences as the predict rows;
@@ -792,7 +761,7 @@ def onnx_row(ctx, arch: str) -> dict:
         size_mb = round(path.stat().st_size / 2**20, 1)
         sess = nx.session(path, providers=[want])
         pred = nx.OnnxPredictor(sess, model.config, ctx.tokenizer, **PREDICT)
-        counter = _count_forward(pred, torch, dev)
+        counter = count_forward(pred, torch)
         pred.predict_words(sentences[:200], docs[:200])  # warm up
         counter.reset()
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 T_START = time.perf_counter()
@@ -58,6 +59,43 @@ def split_file(data_dir: Path, split: str) -> Path:
         if (data_dir / n).is_file():
             return data_dir / n
     raise FileNotFoundError(f"no {split} file in {data_dir}")
+
+
+# ============================================================================ shared by the children and bench.gpu
+
+
+class PieceCounter:
+    """Forward pre-hook summing real pieces and squared real lengths on the device (no host sync).
+    `torch` is passed in: bench.gpu imports it late, on the machine it measures."""
+
+    def __init__(self, torch, device):
+        self.torch, self.device = torch, device
+        self.reset()
+
+    def reset(self):
+        z = partial(self.torch.zeros, (), dtype=self.torch.long, device=self.device)
+        self.pieces, self.sq, self.windows, self.padded = z(), z(), 0, 0
+
+    def __call__(self, module, args, kwargs):
+        m = kwargs["attention_mask"]
+        n = m.sum(1)
+        self.pieces += n.sum()
+        self.sq += (n * n).sum()
+        self.windows += int(m.shape[0])
+        self.padded += int(m.numel())
+
+
+def count_forward(pred, torch) -> PieceCounter:
+    """Count the real pieces and squared lengths of every batch a predictor forwards (any backend)."""
+    counter = PieceCounter(torch, torch.device("cpu"))
+    inner = pred._forward
+
+    def forward(input_ids, attention_mask):
+        counter(None, (), {"attention_mask": attention_mask})
+        return inner(input_ids, attention_mask)
+
+    pred._forward = forward
+    return counter
 
 
 def child_gemm(cfg: dict) -> dict:
@@ -446,22 +484,15 @@ def child_infer_ours(cfg: dict) -> dict:
         pred = OnnxPredictor.from_pretrained(str(mdir), quantized=backend == "onnx-int8", threads=cfg["threads"])
         files = [p for p in Path(pred.file).parent.glob(Path(pred.file).name + "*")]  # + external data, if any
     pred.predict_words([["warm", "up"]])
-    # Real (non-pad) pieces and the sum of squared real window lengths, for the forward FLOPs: counted
-    # per batch around the forward pass (one sum per batch, inside the timing).
-    counted = {"pieces": 0, "sum_len_sq": 0, "windows": 0}
-    forward = pred._forward
+    # Real (non-pad) pieces and the sum of squared real window lengths, for the forward FLOPs: summed per
+    # batch around the forward pass, inside the timing.
+    import torch
 
-    def counting_forward(input_ids, attention_mask):
-        lens = attention_mask.sum(-1)
-        counted["pieces"] += int(lens.sum())
-        counted["sum_len_sq"] += int((lens * lens).sum())
-        counted["windows"] += int(lens.numel())
-        return forward(input_ids, attention_mask)
-
-    pred._forward = counting_forward
+    counter = count_forward(pred, torch)
     t0 = time.perf_counter()
     out = pred.predict_words(sents, docs)
     dt = time.perf_counter() - t0
+    counted = {"pieces": int(counter.pieces), "sum_len_sq": int(counter.sq), "windows": counter.windows}
     res = {
         "backend": backend,
         "intra_op_threads": getattr(pred, "intra_op_threads", None) or cfg["threads"],
