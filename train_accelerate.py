@@ -58,6 +58,7 @@ from nerforge.predict import Predictor
 from nerforge.preemption import EXIT_PREEMPTED, StopSignals
 from nerforge.push import PushError, push_export
 from nerforge.runlock import LOCK_FILE, LockedError, RunLock
+from nerforge.score import score_split
 
 
 class RunError(Exception):
@@ -369,6 +370,12 @@ def evaluate(model, loader, split, label_names, accelerator: Accelerator) -> dic
     return result
 
 
+def sentence_alone_scores(predictor: Predictor, split) -> dict:
+    """Entity-level micro precision, recall and F1 of ``predictor`` (built without document context)."""
+    m = score_split(predictor, split)
+    return {k: m[k] for k in ("precision", "recall", "f1")}
+
+
 def evaluate_and_keep_best(
     model, loader, split, label_names, accelerator, state: TrainState, steps_per_epoch: int, patience: int, best_dir
 ) -> bool:
@@ -594,22 +601,32 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
             f"seqeval weighted F1 {100 * m['weighted_f1']:.2f}"
         )
 
+    d = cfg.data
+    predictor = partial(
+        Predictor,
+        accelerator.unwrap_model(model),
+        tokenizer,
+        batch_size=t.per_device_eval_batch_size,
+        max_length=d.max_length,
+        stride=d.stride,
+        device=accelerator.device,
+    )
+
+    # ------------------------------------------------------------------ sentence by sentence (main process)
+    # pipeline("ner"), and anyone else who tags one sentence at a time, never sees document context: a model
+    # trained with it is scored that way too, so that the card says what those users get.
+    if (d.context_size or d.pack_length) and accelerator.is_main_process:
+        alone = predictor(context_size=0, pack_length=0)
+        metrics["sentence_alone"] = {s: sentence_alone_scores(alone, raw[s]) for s in eval_dls}
+        for split, m in metrics["sentence_alone"].items():
+            log(f"{split}, each sentence alone (as pipeline('ner') sees it): F1 {100 * m['f1']:.2f}")
+
     # ------------------------------------------------------------------ calibration (main process)
     # One temperature fitted on the validation words and folded into the classifier: scores change,
     # tags and the F1 above do not (nerforge/calibrate.py). The predictor uses the training windows.
     if t.calibrate and accelerator.is_main_process:
-        d = cfg.data
-        predictor = Predictor(
-            accelerator.unwrap_model(model),
-            tokenizer,
-            batch_size=t.per_device_eval_batch_size,
-            max_length=d.max_length,
-            stride=d.stride,
-            context_size=d.context_size,
-            pack_length=d.pack_length,
-            device=accelerator.device,
-        )
-        metrics["calibration"] = calibrate_model(predictor, {s: raw[s] for s in eval_dls})
+        calibrated = predictor(context_size=d.context_size, pack_length=d.pack_length)
+        metrics["calibration"] = calibrate_model(calibrated, {s: raw[s] for s in eval_dls})
         log(f"calibrated: {summary_line(metrics['calibration'])}")
 
     # ------------------------------------------------------------------ export, card, push (main process)

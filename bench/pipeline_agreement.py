@@ -5,8 +5,10 @@
 
 Each sentence's words are joined by single spaces and given to `pipeline("ner", aggregation_strategy=S)`;
 its entities (character spans) are mapped back to words and compared with the entities of our predictor
-(`nerforge.predict`, first word piece of each word, the export's own windows) as (type, first word, last
-word). A sentence agrees when both give the same set. Also counted: entities that start with `##` (a
+(`nerforge.predict`, first word piece of each word) on the same sentence alone, as (type, first word, last
+word). A sentence agrees when both give the same set. For an export trained with document context the
+entities we scored (each sentence with its document around it) are compared too: the pipeline cannot
+see the document, and this second figure says how much that costs. Also counted: entities that start with `##` (a
 word piece returned as an entity) and entities whose edges fall inside a word (the pipeline split a word
 our data keeps whole, e.g. at a hyphen); every disagreement is listed with its reason.
 """
@@ -39,7 +41,15 @@ def to_words(ent: dict, spans: list[tuple[int, int]]) -> tuple[tuple[str, int, i
     return (ent["entity_group"], covered[0], covered[-1]), inside
 
 
-def agreement(model: str, sentences: list[list[str]], strategy: str, ours: list[set] | None = None) -> dict:
+def agreement(
+    model: str,
+    sentences: list[list[str]],
+    strategy: str,
+    ours: list[set] | None = None,
+    scored: list[set] | None = None,
+) -> dict:
+    """``ours``: our entities of each sentence tagged alone (predicted when None); ``scored``: the entities
+    we scored with document context, when the export has it."""
     from transformers import pipeline
 
     if ours is None:
@@ -48,7 +58,8 @@ def agreement(model: str, sentences: list[list[str]], strategy: str, ours: list[
     ner = pipeline("ner", model=model, aggregation_strategy=strategy, device=-1)
     texts = [" ".join(s) for s in sentences]
     agree, fragments, inside, examples, why = 0, 0, 0, [], {"an entity edge inside a word": 0, "other": 0}
-    for words, text, mine, theirs in zip(sentences, texts, ours, ner(texts, batch_size=32)):
+    agree_scored = 0
+    for k, (words, text, mine, theirs) in enumerate(zip(sentences, texts, ours, ner(texts, batch_size=32))):
         spans = word_spans(words)
         got, split_here = set(), False
         for ent in theirs:
@@ -58,6 +69,7 @@ def agreement(model: str, sentences: list[list[str]], strategy: str, ours: list[
             split_here |= split_word
             if w is not None:
                 got.add(w)
+        agree_scored += scored is not None and got == scored[k]
         if got == mine:
             agree += 1
             continue
@@ -81,23 +93,32 @@ def agreement(model: str, sentences: list[list[str]], strategy: str, ours: list[
         "fragments": fragments,
         "entities_inside_a_word": inside,
         "disagreements_by_reason": why,
+        **({"agree_with_document_context": agree_scored} if scored is not None else {}),
         "examples": examples,
     }
 
 
-def read_sentences(path: Path) -> list[list[str]]:
-    sents, cur = [], []
+def read_documents(path: Path) -> tuple[list[list[str]], list[int]]:
+    """The words of every sentence of a CoNLL file and its document (counted at -DOCSTART- lines)."""
+    sents, docs, cur, doc = [], [], [], 0
     for line in path.read_text(encoding="utf-8").split("\n"):
         f = line.split()
         if not f or f[0] == "-DOCSTART-":
             if cur:
                 sents.append(cur)
+                docs.append(doc)
             cur = []
+            doc += bool(f) and bool(sents)
             continue
         cur.append(f[0])
     if cur:
         sents.append(cur)
-    return sents
+        docs.append(doc)
+    return sents, docs
+
+
+def read_sentences(path: Path) -> list[list[str]]:
+    return read_documents(path)[0]
 
 
 def main(argv=None) -> int:
@@ -107,16 +128,24 @@ def main(argv=None) -> int:
     p.add_argument("--strategy", nargs="+", default=["first", "simple"])
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
-    sentences = read_sentences(Path(args.conll))
+    sentences, docs = read_documents(Path(args.conll))
     predictor = Predictor.from_pretrained(args.model)
-    ours = [set(entities(t)) for t in predictor.predict_words(sentences)]
-    results = [agreement(args.model, sentences, s, ours) for s in args.strategy]
+    ours = [set(entities(t)) for t in predictor.predict_words(sentences)]  # no document ids: each alone
+    scored = None
+    if predictor.context_size or predictor.pack_length:
+        scored = [set(entities(t)) for t in predictor.predict_words(sentences, docs)]
+    results = [agreement(args.model, sentences, s, ours, scored) for s in args.strategy]
     for r in results:
         print(
             f"{r['strategy']}: {r['agree']} of {r['sentences']} sentences agree ({100 * r['agreement']:.2f}%), "
             f"{r['fragments']} ## fragments, {r['entities_inside_a_word']} entities with an edge inside a word; "
             f"disagreements: {r['disagreements_by_reason']}"
         )
+        if scored is not None:
+            print(
+                f"  with document context (as scored): {r['agree_with_document_context']} of {r['sentences']} "
+                f"agree ({100 * r['agree_with_document_context'] / max(1, r['sentences']):.2f}%)"
+            )
     if args.output:
         Path(args.output).write_text(
             json.dumps({"model": args.model, "conll": args.conll, "results": results}, indent=2) + "\n"

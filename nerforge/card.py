@@ -202,6 +202,19 @@ def _split_view(split: str, scores: Mapping[str, Any]) -> dict:
     }
 
 
+def _sentence_alone_view(metrics: Mapping[str, Any]) -> list[dict]:
+    """F1 with each sentence tagged alone beside F1 with document context, per split (empty when the
+    model was trained without context or the figures are missing)."""
+    alone = metrics.get("sentence_alone")
+    if not isinstance(alone, Mapping):
+        return []
+    return [
+        {"split": s, "alone": _pct(alone[s].get("f1")), "context": _pct(metrics[s].get("f1"))}
+        for s in ("validation", "test")
+        if isinstance(alone.get(s), Mapping) and isinstance(metrics.get(s), Mapping)
+    ]
+
+
 def _calibration_view(calibration: Mapping[str, Any] | None) -> dict | None:
     if not isinstance(calibration, Mapping) or not _finite(calibration.get("temperature")):
         return None
@@ -404,6 +417,7 @@ def render_model_card(
         splits=[_split_view(s, scores) for s, scores in splits],
         training_facts=extra,
         has_curve=(export_dir / "training_curve.png").is_file(),
+        sentence_alone=_sentence_alone_view(metrics),
         calibration=_calibration_view(metrics.get("calibration")),
         report=_report_view(report),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),

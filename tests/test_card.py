@@ -250,6 +250,23 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
     assert "![training curve]" not in text  # no PNG in that folder
 
 
+def test_context_card_says_what_one_sentence_at_a_time_scores(tmp_path):
+    cfg = run_config()
+    cfg.data.context_size = 64
+    text = str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER))
+    assert "may score lower" in text and "Tagged one sentence at a time" not in text  # no figures: no claim
+    assert "has no document context" in text and "entities reported\nbelow" not in text
+    alone = {"validation": {"f1": 0.8123}, "test": {"f1": 0.7456}}
+    text = str(render_model_card(tmp_path, cfg, metrics={**METRICS, "sentence_alone": alone}, label_names=NER))
+    v, t = (f"{100 * METRICS[s]['f1']:.2f}" for s in ("validation", "test"))
+    said = " ".join(text.split())
+    assert f"validation F1 81.23 against {v} with document context, test F1 74.56 against {t}" in said
+    assert "may score lower" not in text
+    cfg.data.context_size = 0  # a model without context: the pipeline returns what we scored
+    text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
+    assert "returns the entities reported below" in text and "has no document context" not in text
+
+
 def test_uncased_from_model_name_and_tiny_model(tmp_path):
     cfg = run_config()
     cfg.model.model_name_or_path = "bert-base-uncased"

@@ -168,6 +168,19 @@ def test_packed_document_context_trains_and_scores_every_sentence(corpus, tmp_pa
     assert metrics["test"]["num_sentences"] == metrics["validation"]["num_sentences"] == 40
     saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
     assert (saved["data"]["context_size"], saved["data"]["pack_length"]) == (8, 40)
+    # what pipeline('ner') gets (each sentence alone) is scored too, and the card says it
+    from nerforge.config import DataConfig
+    from nerforge.predict import Predictor
+    from nerforge.score import load_split, score_split
+
+    alone = metrics["sentence_alone"]
+    assert set(alone) == {"validation", "test"}
+    predictor = Predictor.from_pretrained(str(out / "model"), context_size=0, pack_length=0)
+    test = load_split("test", DataConfig(data_dir=str(corpus)))
+    assert alone["test"]["f1"] == pytest.approx(score_split(predictor, test)["f1"], abs=1e-9)
+    assert f"test, each sentence alone (as pipeline('ner') sees it): F1 {100 * alone['test']['f1']:.2f}" in p.stdout
+    card = " ".join((out / "model" / "README.md").read_text().split())
+    assert f"test F1 {100 * alone['test']['f1']:.2f} against {100 * metrics['test']['f1']:.2f}" in card
 
 
 def test_export_loads_in_pipeline_with_whole_entities(finished_run):
