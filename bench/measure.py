@@ -421,6 +421,11 @@ def child_infer_pipeline(cfg: dict) -> dict:
     ner("warm up")
     texts = [" ".join(words) for words in sents]
     batch = cfg.get("batch_size")
+    # The pieces the pipeline's model forwards (the same counter as our rows), for its inference MFU.
+    import torch
+
+    counter = PieceCounter(torch, torch.device("cpu"))
+    ner.model.register_forward_pre_hook(counter, with_kwargs=True)
     t0 = time.perf_counter()
     if batch:  # what an informed user does: the whole list, batched by the pipeline
         outs = ner(texts, batch_size=batch, ignore_labels=[])
@@ -443,6 +448,9 @@ def child_infer_pipeline(cfg: dict) -> dict:
         "words_gold": sum(map(len, sents)),
         "words_predicted": covered,
         "sample": f"every {cfg['every']}th sentence" if cfg.get("every") else "all",
+        "pieces": int(counter.pieces),
+        "sum_len_sq": int(counter.sq),
+        "windows": counter.windows,
     }
 
 

@@ -94,7 +94,7 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
         # a window) per second, over the fp32 GEMM peak of the same run (bf16 rows: over the bf16 peak).
         gi = inf.get("gemm") or g  # a partial run measures its own peak beside the inference rows
         if gi and "params_non_embedding" in gi:
-            for key in ("ours_fp32", "ours_bf16", "onnx_fp32", "onnx_int8"):
+            for key in ("pipeline", "pipeline_batched", "ours_fp32", "ours_bf16", "onnx_fp32", "onnx_int8"):
                 r = inf.get(key) or {}
                 if r.get("pieces") and r.get("time_s"):
                     flops = (
@@ -105,6 +105,17 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
                     peak = gi["peak_bf16_gflops"] if key == "ours_bf16" else gi["peak_fp32_gflops"]
                     r["inference_mfu"] = round(r["model_gflops_per_s"] / peak, 4)
                     S[f"inference_mfu_{key}"] = r["inference_mfu"]
+            # The most a predictor could gain on this machine: at 100% of the GEMM peak with its own input
+            # (ratio / MFU), and with the pipeline's input, each sentence alone (1 / the pipeline's MFU).
+            for key, prec in (("ours_fp32", "fp32"), ("ours_bf16", "bf16")):
+                mfu, speedup = (
+                    S.get(f"inference_mfu_{key}"),
+                    S.get(f"inference{'_bf16' if prec == 'bf16' else ''}_speedup_vs_pipeline"),
+                )
+                if mfu and speedup:
+                    S[f"inference_{prec}_ceiling_vs_pipeline"] = round(speedup / mfu, 2)
+            if S.get("inference_mfu_pipeline"):
+                S["inference_fp32_ceiling_vs_pipeline_sentences_alone"] = round(1 / S["inference_mfu_pipeline"], 2)
     # model FLOP/s and MFU
     S["mfu_fp32"] = S["mfu_bf16"] = None
     feats = (sc.get("1x", {}).get("ours_cold") if sc else None) or (pr.get("ours_cold") if pr else None)

@@ -106,6 +106,21 @@ def test_onnxruntime_loads_the_graphs_with_dynamic_axes(export, name):
             assert np.abs(out - ref)[mask.astype(bool)].max() <= MAX_ABS_DIFF
 
 
+def test_graph_is_traced_with_eager_attention_and_the_model_keeps_its_own(tiny_dir, tmp_path):
+    import onnx
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from nerforge.onnx import export_onnx
+
+    model = AutoModelForTokenClassification.from_pretrained(tiny_dir)
+    assert model.config._attn_implementation == "sdpa"  # what transformers picks, and what we train with
+    export_onnx(model, AutoTokenizer.from_pretrained(tiny_dir), tmp_path / "onnx", quantize_int8=True)
+    assert model.config._attn_implementation == "sdpa"
+    for name in (FP32_FILE, INT8_FILE):
+        ops = {n.op_type for n in onnx.load(str(tmp_path / "onnx" / name)).graph.node}
+        assert "Softmax" in ops and "IsNaN" not in ops, (name, sorted(ops))  # SDPA's masked softmax is not there
+
+
 def test_command_adds_onnx_to_a_model_folder_and_touches_nothing_else(tiny_dir, tmp_path, capsys):
     from nerforge.onnx import main
 
