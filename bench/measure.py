@@ -11,6 +11,7 @@ training settings of configs/minilm-cpu.yaml as the loop's flags.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
@@ -121,6 +122,8 @@ def child_gemm(cfg: dict) -> dict:
     # Emulated bf16 (no AVX512-BF16/AMX) runs at ~2 GFLOP/s: large sizes would take minutes there.
     bf16 = {n: round(rate(torch.bfloat16, n), 2) for n in ((512, 1024, 2048) if cfg.get("native_bf16") else (256, 512))}
 
+    int8 = int8_dynamic_rates(cfg, budget)
+
     # Model FLOPs: forward FLOPs counted by FlopCounterMode on one batch (16 x L, every token real),
     # x3 for forward + backward, vs the analytic 6 * N_non_embedding * tokens + 12 * layers * d * sum(L^2).
     from torch.utils.flop_counter import FlopCounterMode
@@ -142,6 +145,7 @@ def child_gemm(cfg: dict) -> dict:
         "gemm_gflops_bf16": bf16,
         "peak_fp32_gflops": max(fp32.values()),
         "peak_bf16_gflops": max(bf16.values()),
+        **int8,
         "params_total": n_total,
         "params_non_embedding": n_total - n_emb,
         "num_layers": c.num_hidden_layers,
@@ -153,6 +157,50 @@ def child_gemm(cfg: dict) -> dict:
             "ratio": round(3 * fwd / analytic, 4),
         },
     }
+
+
+def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
+    """The int8 counterpart of the GEMM peak, for the ONNX int8 rows: ONNX Runtime running one MatMul
+    quantized as ``nerforge.onnx`` quantizes the model's (dynamic, int8 weights per channel, activations
+    quantized at run time), at the model's own shapes (2048 rows of hidden -> 4 hidden, 4 hidden ->
+    hidden, hidden -> hidden), in fp32-equivalent GFLOP/s; {} without the onnx extra."""
+    try:
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return {}
+    from transformers import AutoConfig
+
+    d = AutoConfig.from_pretrained(cfg["model"]).hidden_size
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process, once per shape
+    rates, rng = {}, np.random.default_rng(SEED)
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, n in ((d, 4 * d), (4 * d, d), (d, d)):
+            w = numpy_helper.from_array((0.05 * rng.standard_normal((k, n))).astype(np.float32), "W")
+            graph = helper.make_graph(
+                [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+                "matmul",
+                [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])],
+                [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, n])],
+                [w],
+            )
+            fp32, q = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+            quantize_dynamic(str(fp32), str(q), per_channel=True, weight_type=QuantType.QInt8)
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.log_severity_level = cfg["threads"], 3
+            sess = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
+            x = rng.standard_normal((2048, k)).astype(np.float32)
+            sess.run(None, {"X": x})
+            t0, reps = time.perf_counter(), 0
+            while time.perf_counter() - t0 < budget:
+                sess.run(None, {"X": x})
+                reps += 1
+            rates[f"{k}x{n}"] = round(2 * 2048 * k * n * reps / (time.perf_counter() - t0) / 1e9, 2)
+    return {"gemm_gflops_int8_dynamic_onnx": rates, "peak_int8_dynamic_gflops": max(rates.values())}
 
 
 def child_prep_notebook(cfg: dict) -> dict:

@@ -102,18 +102,20 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
                         + 4 * gi["num_layers"] * gi["hidden"] * r["sum_len_sq"]
                     )
                     r["model_gflops_per_s"] = round(flops / r["time_s"] / 1e9, 2)
-                    peak = gi["peak_bf16_gflops"] if key == "ours_bf16" else gi["peak_fp32_gflops"]
+                    peaks = {"ours_bf16": gi["peak_bf16_gflops"], "onnx_int8": gi.get("peak_int8_dynamic_gflops")}
+                    peak = peaks.get(key) or gi["peak_fp32_gflops"]
                     r["inference_mfu"] = round(r["model_gflops_per_s"] / peak, 4)
                     S[f"inference_mfu_{key}"] = r["inference_mfu"]
             # The most a predictor could gain on this machine: at 100% of the GEMM peak with its own input
             # (ratio / MFU), and with the pipeline's input, each sentence alone (1 / the pipeline's MFU).
-            for key, prec in (("ours_fp32", "fp32"), ("ours_bf16", "bf16")):
-                mfu, speedup = (
-                    S.get(f"inference_mfu_{key}"),
-                    S.get(f"inference{'_bf16' if prec == 'bf16' else ''}_speedup_vs_pipeline"),
-                )
-                if mfu and speedup:
-                    S[f"inference_{prec}_ceiling_vs_pipeline"] = round(speedup / mfu, 2)
+            for key, prec, speedup in (
+                ("ours_fp32", "fp32", "inference_speedup_vs_pipeline"),
+                ("ours_bf16", "bf16", "inference_bf16_speedup_vs_pipeline"),
+                ("onnx_int8", "onnx_int8", "inference_onnx_int8_speedup_vs_pipeline"),
+            ):
+                mfu = S.get(f"inference_mfu_{key}")
+                if mfu and S.get(speedup) and (key != "onnx_int8" or gi.get("peak_int8_dynamic_gflops")):
+                    S[f"inference_{prec}_ceiling_vs_pipeline"] = round(S[speedup] / mfu, 2)
             if S.get("inference_mfu_pipeline"):
                 S["inference_fp32_ceiling_vs_pipeline_sentences_alone"] = round(1 / S["inference_mfu_pipeline"], 2)
     # model FLOP/s and MFU
@@ -392,10 +394,12 @@ def markdown(R: dict) -> str:
                 f"int8 settings {json.dumps({k: x for k, x in v.get('int8', {}).get('settings', {}).items() if k != 'nodes_kept_fp32'})}; "
                 f"intra-op threads {fmt(inf['onnx_fp32'].get('intra_op_threads'))}. Inference MFU = forward FLOPs of the "
                 "real pieces (2 x non-embedding parameters per piece + 4 x layers x hidden per pair of pieces of a "
-                "window) per second over the fp32 GEMM peak of the same run (bf16 row: the bf16 peak)"
+                "window) per second over the fp32 GEMM peak of the same run (bf16 row: the bf16 peak; int8 row: "
+                "ONNX Runtime's dynamic int8 MatMul at the model's shapes, where measured)"
                 + (
                     f"; peak measured beside these rows: fp32 {inf['gemm']['peak_fp32_gflops']}, bf16 "
-                    f"{inf['gemm']['peak_bf16_gflops']} GFLOP/s."
+                    f"{inf['gemm']['peak_bf16_gflops']}, int8 dynamic "
+                    f"{inf['gemm'].get('peak_int8_dynamic_gflops', '–')} GFLOP/s."
                     if inf.get("gemm")
                     else "."
                 ),

@@ -317,7 +317,9 @@ def quantize(fp32: Path, out: Path, settings: dict | None = None, num_layers: in
     with that, one more group in fp32: QKV -0.15, attention output -0.22, FFN in -0.18, FFN out -0.34,
     layer 1 -0.32, last layer -0.36, **first layer -0.07** (tags 99.80% the same as fp32's), first and
     last -0.04. So: MatMul weights int8 per output channel, the embeddings, the first encoder layer and
-    the classifier in fp32 (64.6 MB against 91.1 MB fp32 and 59.3 MB with the first layer int8)."""
+    the classifier in fp32 (64.6 MB against 91.1 MB fp32 and 59.3 MB with the first layer int8). Those
+    figures are from graphs traced with SDPA attention; with the eager-attention graphs written now the
+    same settings measured -0.22 (BENCHMARKS.md, "ONNX and int8 inference")."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     s = dict(INT8_SETTINGS if settings is None else settings)
