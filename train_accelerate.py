@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from datasets import concatenate_datasets
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -45,6 +46,7 @@ from nerforge.features import (
     build_features,
     collate,
     pad_multiple,
+    sentence_alone_mask,
 )
 from nerforge.metric import score
 from nerforge.modeling import (
@@ -189,21 +191,33 @@ def get_dataloaders(cfg: RunConfig, raw, tokenizer, label_names, accelerator: Ac
     """Word pieces, windows and labels for every split (a cached batched map), the length-grouped
     training loader and length-sorted evaluation loaders."""
     d, t = cfg.data, cfg.training
+    features = partial(
+        build_features,
+        tokenizer=tokenizer,
+        max_length=d.max_length,
+        stride=d.stride,
+        label_all_tokens=d.label_all_tokens,
+        label_names=label_names,
+        num_proc=d.preprocessing_num_workers,
+    )
     with accelerator.main_process_first():
         feats = {
-            name: build_features(
-                split,
-                tokenizer,
-                max_length=d.max_length,
-                stride=d.stride,
-                label_all_tokens=d.label_all_tokens,
-                context_size=d.context_size,
-                pack_length=d.pack_length,
-                label_names=label_names,
-                num_proc=d.preprocessing_num_workers,
-            )
+            name: features(split, context_size=d.context_size, pack_length=d.pack_length)
             for name, split in raw.items()
+            if name != "train" or not d.sentence_alone_fraction
         }
+        if d.sentence_alone_fraction:
+            # Some training documents one sentence at a time, without context: the model then also
+            # learns to tag what pipeline('ner') gives it. Evaluation keeps the context.
+            train = raw["train"]
+            docs = train["document_id"] if "document_id" in train.column_names else range(len(train))
+            alone = sentence_alone_mask(docs, d.sentence_alone_fraction, t.seed)
+            parts = []
+            for flag, context, pack in ((False, d.context_size, d.pack_length), (True, 0, 0)):
+                rows = [i for i, a in enumerate(alone) if a == flag]
+                if rows:
+                    parts.append(features(train.select(rows), context_size=context, pack_length=pack))
+            feats["train"] = concatenate_datasets(parts)
     pad = partial(collate, pad_id=tokenizer.pad_token_id, multiple_of=pad_multiple(accelerator.device.type))
     sampler = LengthGroupedBatchSampler(feats["train"]["length"], t.per_device_train_batch_size, seed=t.seed)
     # Each loader has its own generator: starting an iterator then draws no number from the global

@@ -103,6 +103,12 @@ class DataConfig:
             "help": "Label consecutive sentences of a document together in one window, up to this many word pieces (0: one sentence per window). With context_size, the context is then paid once per group instead of once per sentence; pack_length + 2 x context_size must fit in max_length."
         },
     )
+    sentence_alone_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "With context_size or pack_length: the share of training documents windowed one sentence at a time, without context (0-1), so that the model also does well where it gets no context, as in pipeline('ner')."
+        },
+    )
     label_all_tokens: bool = field(
         default=False,
         metadata={
@@ -283,6 +289,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(
             f"data.pack_length {d.pack_length} + 2 x data.context_size {d.context_size} + 2 special "
             f"tokens exceeds data.max_length {d.max_length}"
+        )
+    if not 0 <= d.sentence_alone_fraction <= 1:
+        raise ConfigError(f"data.sentence_alone_fraction: expected a value in [0, 1], got {d.sentence_alone_fraction}")
+    if d.sentence_alone_fraction and not (d.context_size or d.pack_length):
+        raise ConfigError(
+            "data.sentence_alone_fraction needs data.context_size or data.pack_length (without them every sentence is alone)"
         )
     if t.gradient_accumulation_steps < 1 or t.per_device_train_batch_size < 1 or t.per_device_eval_batch_size < 1:
         raise ConfigError("batch sizes and gradient_accumulation_steps must be >= 1")

@@ -363,6 +363,14 @@ def one_window_table(
     )
 
 
+def sentence_alone_mask(document_ids: Sequence, fraction: float, seed: int) -> list[bool]:
+    """Which sentences are windowed alone: those of round(fraction x documents) documents drawn with
+    `seed` (whole documents, so that the others keep all their context)."""
+    docs = sorted(set(document_ids))
+    alone = set(random.Random(seed).sample(docs, round(fraction * len(docs))))
+    return [d in alone for d in document_ids]
+
+
 def build_features(
     dataset,
     tokenizer,

@@ -37,6 +37,8 @@ def test_yaml_then_command_line_overrides(tmp_path):
         ("data: {tagging_scheme: bio}\n", "expected one of"),
         ("training: {push_to_hub: true}\n", "needs training.hub_model_id"),
         ("data: {max_length: 128, context_size: 32, pack_length: 80}\n", "pack_length 80 \\+ 2 x data.context_size 32"),
+        ("data: {context_size: 8, sentence_alone_fraction: 1.5}\n", "sentence_alone_fraction: expected a value in"),
+        ("data: {sentence_alone_fraction: 0.5}\n", "needs data.context_size or data.pack_length"),
         ("- a\n- b\n", "expected a mapping"),
     ],
 )

@@ -281,3 +281,18 @@ def test_real_train_split_windows_equal_with_and_without_the_batch_path(tmp_path
         datasets.enable_caching()
     assert fast.features == general.features
     assert fast.to_dict() == general.to_dict()
+
+
+def test_sentence_alone_mask_takes_whole_documents_by_seed():
+    from nerforge.features import sentence_alone_mask
+
+    docs = [0, 0, 0, 1, 1, 2, 3, 3, 3, 3]
+    mask = sentence_alone_mask(docs, 0.5, seed=1)
+    alone_docs = {d for d, a in zip(docs, mask) if a}
+    assert len(alone_docs) == 2  # half of the 4 documents
+    assert all(a == (d in alone_docs) for d, a in zip(docs, mask))  # a document is all alone or not at all
+    assert sentence_alone_mask(docs, 0.5, seed=1) == mask  # the seed decides
+    assert {frozenset(d for d, a in zip(docs, sentence_alone_mask(docs, 0.5, seed=k)) if a) for k in range(20)} != {
+        frozenset(alone_docs)
+    }
+    assert not any(sentence_alone_mask(docs, 0.0, seed=1)) and all(sentence_alone_mask(docs, 1.0, seed=1))

@@ -183,6 +183,25 @@ def test_packed_document_context_trains_and_scores_every_sentence(corpus, tmp_pa
     assert f"test F1 {100 * alone['test']['f1']:.2f} against {100 * metrics['test']['f1']:.2f}" in card
 
 
+def test_sentence_alone_fraction_windows_some_documents_one_sentence_at_a_time(corpus, tmp_path):
+    import re
+
+    def windows(*extra):
+        out = tmp_path / f"o{len(list(tmp_path.iterdir()))}"
+        args = ["--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "1", "--calibrate", "false"]
+        p = run(*args, "--context_size", "8", "--pack_length", "40", *extra)
+        return int(re.search(r"training windows: (\d+)", p.stdout).group(1)), json.loads(
+            (out / "metrics.json").read_text()
+        )
+
+    packed, _ = windows()
+    all_alone, metrics = windows("--sentence_alone_fraction", "1")
+    half, _ = windows("--sentence_alone_fraction", "0.5")
+    assert all_alone == 96  # one window per training sentence (none is longer than a window)
+    assert packed < half < all_alone
+    assert metrics["test"]["num_sentences"] == 40 and "sentence_alone" in metrics  # evaluation keeps the context
+
+
 def test_export_loads_in_pipeline_with_whole_entities(finished_run):
     from transformers import pipeline
 
