@@ -411,6 +411,7 @@ def render_model_card(
         uncased=_detect_uncased(export_dir, do_lower_case, base_name),
         context_size=d.context_size,
         pack_length=d.pack_length,
+        sentence_alone_fraction=d.sentence_alone_fraction,
         label_names=list(label_names),
         entity_types=entity_types,
         config_tables=_config_tables(cfg),

@@ -261,8 +261,11 @@ def test_context_card_says_what_one_sentence_at_a_time_scores(tmp_path):
     v, t = (f"{100 * METRICS[s]['f1']:.2f}" for s in ("validation", "test"))
     said = " ".join(text.split())
     assert f"validation F1 81.23 against {v} with document context, test F1 74.56 against {t}" in said
-    assert "may score lower" not in text
-    cfg.data.context_size = 0  # a model without context: the pipeline returns what we scored
+    assert "may score lower" not in text and "one sentence at a time instead" not in text
+    cfg.data.sentence_alone_fraction = 0.25
+    said = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
+    assert "; 25.0% of the training documents were seen one sentence at a time instead, without context" in said
+    cfg.data.context_size, cfg.data.sentence_alone_fraction = 0, 0.0  # no context: the pipeline returns what we scored
     text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
     assert "returns the entities reported below" in text and "has no document context" not in text
 
