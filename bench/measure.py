@@ -11,7 +11,6 @@ training settings of configs/minilm-cpu.yaml as the loop's flags.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import resource
@@ -160,22 +159,24 @@ def child_gemm(cfg: dict) -> dict:
 
 
 def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
-    """The int8 counterpart of the GEMM peak, for the ONNX int8 rows: ONNX Runtime running one MatMul
-    quantized as ``nerforge.onnx`` quantizes the model's (dynamic, int8 weights per channel, activations
-    quantized at run time), at the model's own shapes (2048 rows of hidden -> 4 hidden, 4 hidden ->
-    hidden, hidden -> hidden), in fp32-equivalent GFLOP/s; {} without the onnx extra."""
+    """The int8 counterpart of the GEMM peak, for the ONNX int8 rows: one MatMul quantized by
+    ``nerforge.onnx.quantize`` with the model's settings (dynamic, int8 weights per channel, activations
+    quantized at run time) and run in ``nerforge.onnx.session``, at the model's own shapes (2048 rows of
+    hidden -> 4 hidden, 4 hidden -> hidden, hidden -> hidden), in fp32-equivalent GFLOP/s; {} without
+    the onnx extra."""
+    from nerforge import onnx as nx
+
     try:
-        import numpy as np
-        import onnx
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
+        nx.require_onnx()
+    except ValueError:
         return {}
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
     from transformers import AutoConfig
 
     d = AutoConfig.from_pretrained(cfg["model"]).hidden_size
-    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's advice to pre-process, once per shape
+    settings = dict(nx.INT8_SETTINGS, keep_first_layer_fp32=False, keep_classifier_fp32=False)  # one layer
     rates, rng = {}, np.random.default_rng(SEED)
     with tempfile.TemporaryDirectory() as tmp:
         for k, n in ((d, 4 * d), (4 * d, d), (d, d)):
@@ -189,10 +190,8 @@ def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
             )
             fp32, q = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
             onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
-            quantize_dynamic(str(fp32), str(q), per_channel=True, weight_type=QuantType.QInt8)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.log_severity_level = cfg["threads"], 3
-            sess = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
+            nx.quantize(fp32, q, settings)
+            sess = nx.session(q, threads=cfg["threads"])
             x = rng.standard_normal((2048, k)).astype(np.float32)
             sess.run(None, {"X": x})
             t0, reps = time.perf_counter(), 0
