@@ -680,6 +680,7 @@ def recipe_settings(path: Path = RECIPE) -> dict:
         "tagging_scheme": cfg.data.tagging_scheme,
         "label_all_tokens": cfg.data.label_all_tokens,
         "sparse_embedding_updates": cfg.training.sparse_embedding_updates,
+        "keep_words_whole": cfg.model.keep_words_whole,
     }
 
 

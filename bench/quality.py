@@ -69,7 +69,7 @@ LEGACY = {
 }
 
 # Settings added after runs were recorded, with the value every earlier run trained with.
-ADDED = {"sparse_embedding_updates": False}
+ADDED = {"sparse_embedding_updates": False, "keep_words_whole": False}
 
 RESULTS = HERE / "results" / "quality.json"
 VARIANTS = ("notebook", "ours_no_context", "ours_context")

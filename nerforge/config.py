@@ -42,6 +42,12 @@ class ModelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub to run. Off by default."}
     )
+    keep_words_whole: bool = field(
+        default=False,
+        metadata={
+            "help": "WordPiece (BERT-style) tokenizers only: keep punctuation inside a word (AL-AIN, U.S) in the word as ## pieces instead of cutting the word there, so that pipeline('ner', aggregation_strategy='first') groups pieces into the same words as the data and our scores. The export's tokenizer keeps it."
+        },
+    )
     license: str = field(
         default="apache-2.0",
         metadata={"help": "License of the fine-tuned model, written to its card (usually the base model's)."},

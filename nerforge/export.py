@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nerforge.atomic import fresh_tmp, swap_in, write_json_atomic
 from nerforge.card import plot_reliability, plot_training_curve, render_model_card
+from nerforge.modeling import save_tokenizer
 
 __all__ = ["ExportError", "export_run", "update_export", "add_onnx", "save_model_atomic", "load_weights"]
 
@@ -120,7 +121,7 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
     onnx_failure = None
     with _assembled(export_dir, failure, "any previous export there is unchanged") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         cfg.save(tmp / "training_config.yaml")
         plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
         if cfg.training.export_onnx:

@@ -53,11 +53,13 @@ def load_model_and_tokenizer(
     label_names: Sequence[str] | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    whole_words: bool = False,
 ):
     """A token-classification model and its fast tokenizer, for training and for prediction alike.
 
     With ``label_names`` (training) the head's labels are the dataset's names, and a checkpoint
-    fine-tuned on another tag set gets a fresh head; without (prediction) the model keeps its own."""
+    fine-tuned on another tag set gets a fresh head; without (prediction) the model keeps its own.
+    ``whole_words``: the tokenizer keeps words whole (:func:`keep_words_whole`)."""
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
     labels = {}
@@ -74,6 +76,8 @@ def load_model_and_tokenizer(
     )
     if not tokenizer.is_fast:
         raise ValueError(f"{name_or_path}: no fast tokenizer; word_ids() alignment needs one")
+    if whole_words:
+        tokenizer = keep_words_whole(tokenizer)
     # Attention: transformers' default, PyTorch SDPA for BERT and most encoders (eager where a model has
     # none); naming attn_implementation="sdpa" here would refuse the models without it.
     model = AutoModelForTokenClassification.from_pretrained(
@@ -84,6 +88,97 @@ def load_model_and_tokenizer(
         ignore_mismatched_sizes=label_names is not None,
     )
     return model, tokenizer
+
+
+# BERT's pre-tokenizer cuts at every punctuation character, and so does pipeline("ner")'s idea of a word.
+_BERT_PUNCT = r"[\p{P}\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}]"
+# The class name that transformers 4 and 5 both load a tokenizer.json-only tokenizer with.
+GENERIC_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
+def _is_bert_punct(c: str) -> bool:
+    import unicodedata
+
+    return (33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96 or 123 <= ord(c) <= 126) or (
+        unicodedata.category(c).startswith("P")
+    )
+
+
+def word_pre_tokenizer(inner_punct: Iterable[str]):
+    """A pre-tokenizer that cuts text at whitespace and splits punctuation off the edges of each word,
+    but keeps punctuation inside a word (``AL-AIN``, ``U.S``, ``don't``) in the word, so that WordPiece
+    gives its later parts continuation pieces (``al ##- ##ain``). Only the characters in ``inner_punct``
+    stay inside words: the ones the vocabulary has a ``##`` piece for; any other punctuation is cut off as
+    BERT's pre-tokenizer does, so no word becomes [UNK] for lack of a piece."""
+    from tokenizers import Regex, pre_tokenizers
+
+    p = _BERT_PUNCT
+    keep = "".join(f"\\x{{{ord(c):X}}}" for c in sorted(set(inner_punct)))
+    cut_anywhere = f"(?![{keep}]){p}" if keep else p
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            # punctuation runs at either edge of a word become pre-tokens of their own ...
+            pre_tokenizers.Split(Regex(rf"\A{p}+|{p}+\z"), behavior="isolated"),
+            # ... one character each (as BERT cuts them), and punctuation without a ## piece is cut anywhere
+            pre_tokenizers.Split(Regex(rf"{p}(?={p}*\z)|{cut_anywhere}"), behavior="isolated"),
+        ]
+    )
+
+
+def keep_words_whole(tokenizer):
+    """A copy of a WordPiece (BERT-style) fast tokenizer whose words are the whitespace-separated words of
+    the text, punctuation at their edges split off (see :func:`word_pre_tokenizer`).
+
+    Why: ``pipeline("ner", aggregation_strategy="first")`` takes as a word the pieces up to the next piece
+    without ``##``. BERT's own pre-tokenizer cuts ``AL-AIN`` into the words ``AL``, ``-``, ``AIN``, and the
+    pipeline then labels each part by its own first piece, while CoNLL data, and our scoring, keep the word
+    whole and label it by its first piece. With this pre-tokenizer the later parts are ``##`` pieces and the
+    pipeline's words are the data's words. The result is a generic fast tokenizer: it is saved as
+    ``tokenizer.json`` alone, which ``AutoTokenizer`` (transformers 4 and 5) and transformers.js load as is."""
+    import copy
+
+    from transformers import PreTrainedTokenizerFast
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = getattr(backend, "model", None)
+    if type(model).__name__ != "WordPiece" or getattr(model, "continuing_subword_prefix", None) != "##":
+        kind = type(model).__name__ if model is not None else "slow"
+        raise ValueError(
+            f"keep_words_whole needs a WordPiece tokenizer with '##' continuation pieces (BERT-style); "
+            f"{getattr(tokenizer, 'name_or_path', 'this model')} has a {kind} tokenizer"
+        )
+    vocab = tokenizer.get_vocab()
+    inner = [t[2:] for t in vocab if len(t) == 3 and t.startswith("##") and _is_bert_punct(t[2])]
+    backend = copy.deepcopy(backend)
+    backend.pre_tokenizer = word_pre_tokenizer(inner)
+    special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    lower = getattr(tokenizer, "do_lower_case", None)
+    if isinstance(lower, bool):  # saved in tokenizer_config.json, where the card looks for it
+        special["do_lower_case"] = lower
+    whole = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        model_max_length=tokenizer.model_max_length,
+        model_input_names=list(tokenizer.model_input_names),
+        padding_side=tokenizer.padding_side,
+        name_or_path=tokenizer.name_or_path,
+        **special,
+    )
+    whole.do_lower_case = lower  # read by the card
+    return whole
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """``tokenizer.save_pretrained(folder)``; a generic fast tokenizer is recorded under the class name
+    transformers 4 knows too (transformers 5 writes its own new name, which 4 cannot load)."""
+    import json
+
+    tokenizer.save_pretrained(folder)
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = GENERIC_TOKENIZER_CLASS
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def position_limit(config) -> int | None:

@@ -111,10 +111,11 @@ def test_legacy_runs_get_the_settings_of_their_time(quality, tmp_path, monkeypat
     )
     monkeypatch.setattr(quality, "RESULTS", path)
     runs = quality.load_runs()
-    assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, sparse_embedding_updates=False)
-    assert runs[1]["settings"] == dict(quality.LEGACY, sparse_embedding_updates=False)
+    added = {"sparse_embedding_updates": False, "keep_words_whole": False}
+    assert runs[0]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, **added)
+    assert runs[1]["settings"] == dict(quality.LEGACY, **added)
     assert runs[2]["settings"] is None
-    assert runs[3]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, sparse_embedding_updates=False)
+    assert runs[3]["settings"] == dict(quality.LEGACY, learning_rate=2e-4, **added)
     assert runs[4]["settings"]["sparse_embedding_updates"] is True
     assert all("learning_rate" not in r for r in runs)
 
@@ -131,7 +132,10 @@ def test_command_template_drops_what_differs_between_seeds(quality):
 
 def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
     path = tmp_path / "recipe.yaml"
-    path.write_text("model: {model_name_or_path: m}\ndata: {tagging_scheme: iob1}\ntraining: {learning_rate: 2.0e-4}\n")
+    path.write_text(
+        "model: {model_name_or_path: m, keep_words_whole: true}\n"
+        "data: {tagging_scheme: iob1}\ntraining: {learning_rate: 2.0e-4}\n"
+    )
     s = quality.measure.recipe_settings(path)
     from nerforge.config import DataConfig, TrainingConfig
 
@@ -142,6 +146,7 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
         "lr_scheduler_type": TrainingConfig.lr_scheduler_type,
         "label_all_tokens": DataConfig.label_all_tokens,
         "sparse_embedding_updates": TrainingConfig.sparse_embedding_updates,
+        "keep_words_whole": True,
     }
     path.write_text("training: {learning_rat: 2.0e-4}\n")
     with pytest.raises(Exception, match="learning_rat"):
@@ -160,6 +165,8 @@ def test_recipe_settings_read_the_config_as_the_loop_does(quality, tmp_path):
         "False",
         "--sparse_embedding_updates",
         "False",
+        "--keep_words_whole",
+        "True",
     ]
 
 
