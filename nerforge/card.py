@@ -427,6 +427,7 @@ def render_model_card(
         widget_text=widget_text,
         aggregation=RECOMMENDED_AGGREGATION,
         label_all_tokens=d.label_all_tokens,
+        keep_words_whole=cfg.model.keep_words_whole,
     )
     export_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(export_dir / "README.md", str(card))

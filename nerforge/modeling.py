@@ -150,6 +150,11 @@ def keep_words_whole(tokenizer):
         )
     vocab = tokenizer.get_vocab()
     inner = [t[2:] for t in vocab if len(t) == 3 and t.startswith("##") and _is_bert_punct(t[2])]
+    if not inner:
+        raise ValueError(
+            f"keep_words_whole: the vocabulary of {getattr(tokenizer, 'name_or_path', 'this tokenizer')} has no "
+            "'##' piece for any punctuation character, so no word could be kept whole; leave the option off"
+        )
     backend = copy.deepcopy(backend)
     backend.pre_tokenizer = word_pre_tokenizer(inner)
     special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}

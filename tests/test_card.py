@@ -268,6 +268,10 @@ def test_context_card_says_what_one_sentence_at_a_time_scores(tmp_path):
     cfg.data.context_size, cfg.data.sentence_alone_fraction = 0, 0.0  # no context: the pipeline returns what we scored
     text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
     assert "returns the entities reported below" in text and "has no document context" not in text
+    assert "cuts a word at punctuation inside it" in text and "keeps punctuation inside a word" not in text
+    cfg.model.keep_words_whole = True  # the tokenizer's words are the data's words: the card says so, not the caveat
+    text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
+    assert "keeps punctuation inside a word in that word" in text and "cuts a word at punctuation" not in text
 
 
 def test_uncased_from_model_name_and_tiny_model(tmp_path):

@@ -79,6 +79,14 @@ def test_other_tokenizers_are_refused_by_name(tmp_path):
         keep_words_whole(bpe)
 
 
+def test_a_vocabulary_without_any_punctuation_piece_is_refused_rather_than_ignored():
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "AL", "-", "AIN"]
+    with pytest.raises(ValueError, match="no '##' piece for any punctuation"):
+        keep_words_whole(BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}))
+
+
 def test_the_pipeline_returns_our_entities_only_when_words_are_kept_whole(tiny, tmp_path):
     """A random tiny model labels the pieces after a hyphen anyhow; `first` then agrees with our
     predictor only where the pipeline's words are the data's words."""
