@@ -1,7 +1,7 @@
 """Does `pipeline("ner")` return the entities we scored? Sentence by sentence, on a CoNLL file.
 
     python -m bench.pipeline_agreement --model EXPORT [--conll ../shared/data/conll2003/test.txt] \
-        [--strategy first simple] [--output bench/results/pipeline_agreement.json]
+        [--strategy first simple] [--output bench/results/pipeline_agreement.json] [--examples disagreements.jsonl]
 
 Each sentence's words are joined by single spaces and given to `pipeline("ner", aggregation_strategy=S)`;
 its entities (character spans) are mapped back to words and compared with the entities of our predictor
@@ -126,7 +126,12 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--conll", default=str(Path(__file__).resolve().parents[2] / "shared/data/conll2003/test.txt"))
     p.add_argument("--strategy", nargs="+", default=["first", "simple"])
-    p.add_argument("--output", default=None)
+    p.add_argument(
+        "--output", default=None, help="figures as JSON (no sentence of the data: they are not ours to publish)"
+    )
+    p.add_argument(
+        "--examples", default=None, help="every disagreement with its sentence, as JSON lines (keep it local)"
+    )
     args = p.parse_args(argv)
     sentences, docs = read_documents(Path(args.conll))
     predictor = Predictor.from_pretrained(args.model)
@@ -146,9 +151,16 @@ def main(argv=None) -> int:
                 f"  with document context (as scored): {r['agree_with_document_context']} of {r['sentences']} "
                 f"agree ({100 * r['agree_with_document_context'] / max(1, r['sentences']):.2f}%)"
             )
+    if args.examples:
+        with open(args.examples, "w", encoding="utf-8") as f:
+            for r in results:
+                for e in r["examples"]:
+                    f.write(json.dumps({"strategy": r["strategy"], **e}, ensure_ascii=False) + "\n")
     if args.output:
+        figures = [{k: v for k, v in r.items() if k != "examples"} for r in results]
+        note = "sentences of the data are not stored (licence): --examples FILE lists every disagreement"
         Path(args.output).write_text(
-            json.dumps({"model": args.model, "conll": args.conll, "results": results}, indent=2) + "\n"
+            json.dumps({"model": args.model, "conll": args.conll, "results": figures, "note": note}, indent=2) + "\n"
         )
     return 0
 

@@ -2,7 +2,7 @@
 
 from test_card import make_tiny_export
 
-from bench.pipeline_agreement import agreement, read_documents
+from bench.pipeline_agreement import agreement, main, read_documents
 
 CONLL = """-DOCSTART- -X- -X- O
 
@@ -39,3 +39,28 @@ def test_document_context_agreement_is_counted_only_when_asked(tmp_path):
     assert same["agree_with_document_context"] == same["agree"] == alone["agree"]
     other = agreement(model, sentences, "first", ours=none, scored=[{("NOTATYPE", 0, 0)} for _ in sentences])
     assert other["agree_with_document_context"] == 0 and other["agree"] == alone["agree"]
+
+
+def test_the_figures_file_holds_no_sentence_of_the_data_and_the_examples_file_every_disagreement(tmp_path):
+    """A random tiny model on hyphenated words: the pipeline (BERT's tokenizer cuts them) disagrees."""
+    import json
+    import re
+
+    from test_whole_words import LABELS, SENTENCES
+
+    from nerforge.modeling import build_tiny_bert
+
+    words = re.findall(r"\w+|[^\w\s]", " ".join(w for s in SENTENCES for w in s))
+    model = str(build_tiny_bert(words, LABELS, tmp_path / "m", seed=3))
+    conll = tmp_path / "t.txt"
+    conll.write_text("\n\n".join("\n".join(f"{w} X X O" for w in s) for s in SENTENCES) + "\n", encoding="utf-8")
+    out, ex = tmp_path / "figures.json", tmp_path / "examples.jsonl"
+    assert main(["--model", model, "--conll", str(conll), "--output", str(out), "--examples", str(ex)]) == 0
+    figures = json.loads(out.read_text())
+    assert [r["strategy"] for r in figures["results"]] == ["first", "simple"]
+    assert all("examples" not in r for r in figures["results"])
+    assert not [w for s in SENTENCES for w in s if len(w) > 3 and w in out.read_text()]
+    lines = [json.loads(line) for line in ex.read_text().splitlines()]
+    disagreements = sum(r["sentences"] - r["agree"] for r in figures["results"])
+    assert disagreements > 0 and len(lines) == disagreements
+    assert {x["text"] for x in lines} <= {" ".join(s) for s in SENTENCES}
