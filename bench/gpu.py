@@ -509,13 +509,18 @@ def _predict_figures(ctx, counts: dict, counter, sentences, n_words: int, dt: fl
     }
 
 
+def _sig(x: float, digits: int) -> float:
+    """x to `digits` significant figures: a smoke run's tiny rates on a busy CPU must not round to 0."""
+    return float(f"{x:.{digits}g}")
+
+
 def _rates(ctx, counts: dict, pieces: int, sq: int, dt: float, *, train: bool) -> dict:
     n, layers, d = counts["params_non_embedding"], counts["num_layers"], counts["hidden"]
     flops = (6 if train else 2) * n * pieces + (12 if train else 4) * layers * d * sq
     achieved = flops / dt / 1e12
-    out = {"model_tflops_per_s": round(achieved, 4), "flops": flops}
+    out = {"model_tflops_per_s": _sig(achieved, 4), "flops": flops}
     if ctx.peaks.get("bf16"):
-        out["mfu_vs_bf16_peak"] = round(achieved / ctx.peaks["bf16"], 5)
+        out["mfu_vs_bf16_peak"] = _sig(achieved / ctx.peaks["bf16"], 4)
     return out
 
 
@@ -637,7 +642,7 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
         },
     }
     if ctx.peaks.get(precision):
-        row["mfu_vs_same_precision_peak"] = round(row["model_tflops_per_s"] / ctx.peaks[precision], 5)
+        row["mfu_vs_same_precision_peak"] = _sig(row["model_tflops_per_s"] / ctx.peaks[precision], 4)
     if n_windows:
         row["epoch_s_estimated"] = round(n_windows / windows_per_s, 1)
     if not math.isfinite(loss):
