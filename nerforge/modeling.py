@@ -135,7 +135,8 @@ def keep_words_whole(tokenizer):
     pipeline then labels each part by its own first piece, while CoNLL data, and our scoring, keep the word
     whole and label it by its first piece. With this pre-tokenizer the later parts are ``##`` pieces and the
     pipeline's words are the data's words. The result is a generic fast tokenizer: it is saved as
-    ``tokenizer.json`` alone, which ``AutoTokenizer`` (transformers 4 and 5) and transformers.js load as is."""
+    ``tokenizer.json`` alone, which ``AutoTokenizer`` (transformers 4 and 5) loads as is. (Its regular
+    expressions use Oniguruma's syntax, as tokenizers does; JavaScript ports were not tried.)"""
     import copy
 
     from transformers import PreTrainedTokenizerFast
