@@ -90,18 +90,19 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
-# BERT's pre-tokenizer cuts at every punctuation character, and so does pipeline("ner")'s idea of a word.
-_BERT_PUNCT = r"[\p{P}\x{21}-\x{2F}\x{3A}-\x{40}\x{5B}-\x{60}\x{7B}-\x{7E}]"
+# BERT's pre-tokenizer cuts at every punctuation character, and so does pipeline("ner")'s idea of a word:
+# Unicode's P* categories and these ASCII ranges ($, +, <, =, >, ^, `, |, ~ are symbols to Unicode).
+_ASCII_PUNCT = ((0x21, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7E))
+_BERT_PUNCT = "[\\p{P}" + "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in _ASCII_PUNCT) + "]"  # Oniguruma
 # The class name that transformers 4 and 5 both load a tokenizer.json-only tokenizer with.
 GENERIC_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
 def _is_bert_punct(c: str) -> bool:
+    """Python's side of ``_BERT_PUNCT``."""
     import unicodedata
 
-    return (33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96 or 123 <= ord(c) <= 126) or (
-        unicodedata.category(c).startswith("P")
-    )
+    return any(a <= ord(c) <= b for a, b in _ASCII_PUNCT) or unicodedata.category(c).startswith("P")
 
 
 def word_pre_tokenizer(inner_punct: Iterable[str]):
@@ -179,12 +180,14 @@ def save_tokenizer(tokenizer, folder: str | Path) -> None:
     transformers 4 knows too (transformers 5 writes its own new name, which 4 cannot load)."""
     import json
 
+    from nerforge.atomic import write_json_atomic
+
     tokenizer.save_pretrained(folder)
     path = Path(folder) / "tokenizer_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     if config.get("tokenizer_class") == "TokenizersBackend":
         config["tokenizer_class"] = GENERIC_TOKENIZER_CLASS
-        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json_atomic(path, config)
 
 
 def position_limit(config) -> int | None:

@@ -44,14 +44,10 @@ def test_document_context_agreement_is_counted_only_when_asked(tmp_path):
 def test_the_figures_file_holds_no_sentence_of_the_data_and_the_examples_file_every_disagreement(tmp_path):
     """A random tiny model on hyphenated words: the pipeline (BERT's tokenizer cuts them) disagrees."""
     import json
-    import re
 
-    from test_whole_words import LABELS, SENTENCES
+    from test_whole_words import SENTENCES, build_tiny
 
-    from nerforge.modeling import build_tiny_bert
-
-    words = re.findall(r"\w+|[^\w\s]", " ".join(w for s in SENTENCES for w in s))
-    model = str(build_tiny_bert(words, LABELS, tmp_path / "m", seed=3))
+    model = str(build_tiny(tmp_path / "m"))
     conll = tmp_path / "t.txt"
     conll.write_text("\n\n".join("\n".join(f"{w} X X O" for w in s) for s in SENTENCES) + "\n", encoding="utf-8")
     out, ex = tmp_path / "figures.json", tmp_path / "examples.jsonl"

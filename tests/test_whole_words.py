@@ -23,11 +23,16 @@ def pieces(tokenizer, text):
     return tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def build_tiny(folder, extra: str = ""):
+    """A random 2-layer BERT whose vocabulary holds the words of SENTENCES (and `extra`) as BERT cuts them at
+    punctuation, and every character as a ## piece."""
+    words = re.findall(r"\w+|[^\w\s]", " ".join(w for s in SENTENCES for w in s) + extra)
+    return build_tiny_bert(words, LABELS, folder, seed=3)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    # the vocabulary of BERT's own words (cut at punctuation), and every character as a ## piece
-    words = re.findall(r"\w+|[^\w\s]", " ".join(w for s in SENTENCES for w in s) + " ( Reuters ) U.S.")
-    return build_tiny_bert(words, LABELS, tmp_path_factory.mktemp("tiny") / "m", seed=3)
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "m", " ( Reuters ) U.S.")
 
 
 def test_punctuation_inside_a_word_becomes_continuation_pieces_and_edges_are_cut(tiny):
