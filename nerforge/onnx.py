@@ -59,6 +59,7 @@ __all__ = [
     "OnnxExportError",
     "require_onnx",
     "intra_op_threads",
+    "CPU_DISABLED_OPTIMIZERS",
     "session",
     "export_onnx",
     "quantize",
@@ -111,10 +112,18 @@ def intra_op_threads() -> int:
     return int(torch.get_num_threads())
 
 
+# Graph rewrites left out on the CPU. ONNX Runtime 1.32's fused SkipLayerNormalization (residual Add +
+# LayerNorm in one kernel) ran 7x slower than the unfused Add and LayerNormalization it replaces: 27% of
+# the int8 MiniLM graph's time on a 2-core Xeon with AMX (64 windows of 32 pieces); without the fusion
+# a forward pass took 0.79x the time (int8) and 0.91x (fp32), same logits to float rounding
+# (BENCHMARKS.md, "ONNX and int8 inference"). GPU providers keep it.
+CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
 def session(path: str | Path, threads: int | None = None, providers: list[str] | None = None):
     """An ``onnxruntime.InferenceSession`` on `path`, with `threads` intra-op threads (default
-    :func:`intra_op_threads`), one inter-op thread, all graph optimizations, the CPU provider unless
-    `providers` says otherwise."""
+    :func:`intra_op_threads`), one inter-op thread, all graph optimizations but
+    :data:`CPU_DISABLED_OPTIMIZERS` on the CPU, the CPU provider unless `providers` says otherwise."""
     require_onnx()
     import onnxruntime as ort
 
@@ -124,7 +133,9 @@ def session(path: str | Path, threads: int | None = None, providers: list[str] |
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
+    providers = providers or ["CPUExecutionProvider"]
+    disabled = list(CPU_DISABLED_OPTIMIZERS) if providers == ["CPUExecutionProvider"] else []
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers, disabled_optimizers=disabled)
 
 
 # ---------------------------------------------------------------------------------------------- export

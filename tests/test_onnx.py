@@ -121,6 +121,39 @@ def test_graph_is_traced_with_eager_attention_and_the_model_keeps_its_own(tiny_d
         assert "Softmax" in ops and "IsNaN" not in ops, (name, sorted(ops))  # SDPA's masked softmax is not there
 
 
+def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(export, tmp_path, monkeypatch):
+    import onnx
+
+    from nerforge import onnx as nx
+
+    def optimized_ops(disabled):  # the graph onnxruntime runs, written out at session start
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.optimized_model_filepath = str(tmp_path / f"opt{len(disabled)}.onnx")
+        path = export / "onnx" / FP32_FILE
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in optimized_ops([])  # the fusion applies to our graphs...
+    left = optimized_ops(list(nx.CPU_DISABLED_OPTIMIZERS))  # ...and the name we give turns it off
+    assert "SkipLayerNormalization" not in left and "LayerNormalization" in left
+
+    seen = []
+    real = ort.InferenceSession
+
+    def recording(path, sess_options=None, providers=None, disabled_optimizers=None):
+        seen.append((providers, disabled_optimizers))
+        return real(path, sess_options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled_optimizers)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    nx.session(export / "onnx" / INT8_FILE)
+    nx.session(export / "onnx" / INT8_FILE, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert seen == [
+        (["CPUExecutionProvider"], list(nx.CPU_DISABLED_OPTIMIZERS)),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], []),  # GPU kernels keep the fused op
+    ]
+
+
 def test_command_adds_onnx_to_a_model_folder_and_touches_nothing_else(tiny_dir, tmp_path, capsys):
     from nerforge.onnx import main
 
