@@ -164,6 +164,20 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_pieces: int | No
     return batches
 
 
+def top_label(logits):
+    """The best label of every piece and its softmax probability, from float logits [..., labels] (a
+    NumPy array): ``exp(0) / sum(exp(logits - max))``, the softmax at the argmax without the rest of it.
+
+    NumPy, one thread: on a 2-core CPU torch's multi-threaded softmax of each batch's logits, run just
+    after an ONNX Runtime call whose threads still spin, made the int8 predictor 1.09x slower over the
+    CoNLL-2003 test set (2.92 s against 2.67 s, three turns each)."""
+    import numpy as np
+
+    pred = logits.argmax(-1)
+    prob = 1.0 / np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)
+    return pred, prob
+
+
 class Predictor:
     """Tag pre-split sentences with a token-classification model, batched, windowed, length-sorted.
 
@@ -357,11 +371,10 @@ class Predictor:
                 ]
                 batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
                 logits = self._forward(batch["input_ids"], batch["attention_mask"])
-                pred = logits.argmax(-1)
-                prob = logits.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+                pred, prob = top_label(logits.cpu().numpy())
                 width = pred.shape[1]
-                pred_rows += pred.cpu().tolist()
-                prob_rows += prob.cpu().tolist()
+                pred_rows += pred.tolist()
+                prob_rows += prob.tolist()
                 if with_logits:
                     logit_rows.append(logits.reshape(-1, logits.shape[-1]).cpu())
                 # A running position per token: assemble_predictions scatters it to words, and both

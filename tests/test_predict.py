@@ -13,7 +13,7 @@ from conftest import NER, ROOT, SAMPLE_DIR, read_tagged_conll
 
 from nerforge.features import tokenize_and_window
 from nerforge.metric import score
-from nerforge.predict import Predictor, entities_from_tags, split_words
+from nerforge.predict import Predictor, entities_from_tags, split_words, top_label
 
 WORDS = [
     "Mara",
@@ -91,6 +91,21 @@ def test_split_words_keeps_offsets():
     words, spans = split_words(text)
     assert words == ["Mara", "O'Neil-Lindqvist", "(", "U.S", ".", ")", "paid", "$", "3.50", ",", "ok", "?"]
     assert [text[s:e] for s, e in spans] == words
+
+
+def test_top_label_is_the_argmax_and_its_softmax_probability():
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    logits = (rng.standard_normal((3, 7, 9)) * 6).astype(np.float32)
+    logits[0, 0] = 0.0  # a tie: the first label, probability 1/9
+    logits[1, 1] += 500.0  # large logits: no overflow
+    pred, prob = top_label(logits)
+    ref = torch.from_numpy(logits).softmax(-1)
+    assert pred.shape == prob.shape == (3, 7)
+    assert pred.tolist() == ref.argmax(-1).tolist() and pred[0, 0] == 0
+    assert np.allclose(prob, ref.max(-1).values.numpy(), atol=1e-6) and abs(prob[0, 0] - 1 / 9) < 1e-6
 
 
 def test_entities_follow_conlleval_chunks_iob1_and_iob2():
