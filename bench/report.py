@@ -286,8 +286,18 @@ def markdown(R: dict) -> str:
     ]
     if R.get("partial_update"):
         L.append(f"- partial run (`--only`): {R['partial_update']}; the sections it did not run are quoted from then")
+        fm = R.get("full_run_machine")
+        if fm and (fm["cpu"], fm["cores"]) != (m["cpu"], m["cores"]):
+            L.append(
+                f"- **the quoted sections ran on another machine**: {fm['cpu']}, {fm['cores']} cores (AVX-512: "
+                f"{fm['avx512']}, AVX512-BF16: {fm['avx512_bf16']}, AMX: {fm['amx']}); compare rows of one "
+                "section only, and each row's MFU is against the peak measured beside it"
+            )
     L.append("")
     if g and "peak_fp32_gflops" in g:
+        # a partial run without training keeps the peak measured beside the training rows it quotes
+        quoted = R.get("partial_update") and "train" not in R.get("partial_sections", ["train"])
+        where = f"with the training rows ({R['full_run_date']})" if quoted else "in this run"
         twice = (
             (
                 " (best of the measurements before and after the training runs: fp32 "
@@ -298,7 +308,7 @@ def markdown(R: dict) -> str:
             else ""
         )
         L += [
-            f"Matrix-multiply peak measured in this run{twice}: fp32 {g['peak_fp32_gflops']} GFLOP/s "
+            f"Matrix-multiply peak measured {where}{twice}: fp32 {g['peak_fp32_gflops']} GFLOP/s "
             f"(sizes {g['gemm_gflops_fp32']}), bf16 {g['peak_bf16_gflops']} GFLOP/s (sizes {g['gemm_gflops_bf16']}). "
             f"FLOP-count check: FlopCounterMode fwd x3 / analytic = {g['flop_check']['ratio']}.",
             "",

@@ -254,7 +254,9 @@ def main_parent(args) -> int:
             R["infer"]["gemm"] = R.pop("gemm")
         R = {**previous, **{k: v for k, v in R.items() if k != "summary"}}
         R["full_run_date"] = previous.get("full_run_date", previous["date"])  # of the sections not rerun
+        R["full_run_machine"] = previous.get("full_run_machine", previous["machine"])  # and where they ran
         R["partial_update"] = f"sections {sorted(only)} from {R['date']}; the others from {R['full_run_date']}"
+        R["partial_sections"] = sorted(only)
         g = R.get("gemm") or g
     summarize(R, g, quick)
     R["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -195,3 +195,25 @@ def test_onnx_int8_counts_only_where_f1_stays_within_three_tenths(bench, f1_int8
     assert T["inference fp32 (torch or ONNX) vs pipeline"]["met"] is False
     # forward FLOPs: 2 x 1000 x 4000 + 4 x 2 x 10 x 200000 = 24e6 in 2 ms = 12 GFLOP/s over a 100 GFLOP/s peak
     assert S["inference_mfu_ours_fp32"] == pytest.approx(0.12)
+
+
+def test_a_partial_run_on_another_machine_says_where_the_quoted_sections_ran(bench):
+    import copy
+    import json
+
+    from conftest import ROOT
+
+    R = json.loads((ROOT / "bench" / "results" / "latest.json").read_text())
+    R["partial_update"] = "sections ['infer'] from then; the others from before"
+    R["partial_sections"] = ["infer"]
+    R["full_run_date"] = "before"
+    other = copy.deepcopy(R)
+    other["full_run_machine"] = dict(R["machine"], cpu="Some Other CPU", cores=64)
+    text = bench.markdown(other)
+    assert "the quoted sections ran on another machine**: Some Other CPU, 64 cores" in text
+    assert "peak measured with the training rows (before)" in text  # not "in this run": no training ran
+    same = copy.deepcopy(R)
+    same["full_run_machine"] = R["machine"]
+    assert "another machine" not in bench.markdown(same)
+    same["partial_sections"] = ["infer", "train"]
+    assert "peak measured in this run" in bench.markdown(same)
