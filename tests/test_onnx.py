@@ -300,6 +300,33 @@ def test_int8_gives_one_tag_per_word(export):
     assert pred.describe()["backend"] == "onnx-int8" and pred.file.endswith("onnx/model_quantized.onnx")
 
 
+def test_onnx_batches_are_capped_in_padded_pieces_on_the_cpu_only(export):
+    words, docs = sample_sentences()
+    pred = OnnxPredictor.from_pretrained(export, quantized=True)
+    shapes, forward = [], pred._forward
+    pred._forward = lambda ids, mask: (shapes.append(tuple(ids.shape)), forward(ids, mask))[1]
+    pred.predict_words(words * 8, None)
+    cap = OnnxPredictor.max_batch_pieces
+    assert cap < Predictor.max_batch_pieces  # onnxruntime's CPU kernels are faster on smaller batches
+    assert len(shapes) > 1 and all(b * w <= cap or b == 1 for b, w in shapes)
+    assert sum(b for b, _ in shapes) == 8 * len(words)
+
+    class GpuSession:  # what a CUDA session reports; nothing is run on it
+        def __init__(self, real):
+            self.real = real
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def get_inputs(self):
+            return self.real.get_inputs()
+
+    from transformers import AutoConfig
+
+    gpu = OnnxPredictor(GpuSession(pred.session), AutoConfig.from_pretrained(export), pred.tokenizer)
+    assert gpu.max_batch_pieces is None and pred.max_batch_pieces == cap
+
+
 def test_predict_and_score_commands_take_backend_and_state_threads(export, tmp_path, capsys):
     import torch
 
