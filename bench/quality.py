@@ -35,6 +35,7 @@ ours_no_context on *validation* F1 (mean over seeds), so the recipe is chosen th
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import re
@@ -273,11 +274,18 @@ def selection(all_runs: list[dict], epochs: int = 1) -> dict:
 
 
 def markdown(q: dict) -> str:
+    # runs made on different machines over time: say where each ran, not only where the file was written
+    where = collections.Counter(
+        f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" if r.get("machine") else "not recorded"
+        for r in q.get("all_runs", [])
+    )
     lines = [
         "## Quality (`bench/quality.py`)",
         "",
         f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
-        f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores).",
+        f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores). Runs by machine: "
+        + ", ".join(f"{m} {n}" for m, n in where.most_common())
+        + ".",
         "",
         "| epochs | variant | seeds | test F1 (%) | per seed: test F1 / validation F1 (%) | time per epoch (s), per seed |",
         "|---|---|---|---|---|---|",

@@ -224,3 +224,14 @@ def test_the_recipe_budget_decides_once_the_screens_winner_ran_there(quality, mo
     assert q["settings_choice"] == {"epochs": 3, "validation_best": quality.TUNED, "recipe_is_validation_best": True}
     md = quality.markdown(dict(q, updated="t", machine={}))
     assert "decided at 3 epochs, below" in md and "does **not** have it yet" not in md
+
+
+def test_the_header_says_on_which_machines_the_runs_were_made(quality):
+    epyc = {"cpu": "AMD EPYC", "cores": 2}
+    runs = [dict(run(quality, seed=s), machine=epyc) for s in range(3)]
+    runs += [dict(run(quality, seed=3), machine={"cpu": "Intel Xeon", "cores": 2}), run(quality, seed=4)]
+    q = quality.summarise(runs)
+    md = quality.markdown(dict(q, updated="t", machine={"cpu": "Intel Xeon", "cores": 2}))
+    assert (
+        "on Intel Xeon (2 cores). Runs by machine: AMD EPYC (2 cores) 3, Intel Xeon (2 cores) 1, not recorded 1." in md
+    )
