@@ -267,6 +267,11 @@ def fmt(v, nd=2):
     return str(v)
 
 
+def machine_text(m: dict) -> str:
+    """A machine record as the generated section names it: CPU, cores and the instruction sets that matter."""
+    return f"{m['cpu']}, {m['cores']} cores (AVX-512: {m['avx512']}, AVX512-BF16: {m['avx512_bf16']}, AMX: {m['amx']})"
+
+
 def markdown(R: dict) -> str:
     """The generated section of BENCHMARKS.md (markers included) for the results of a run."""
     S, m = R["summary"], R["machine"]
@@ -277,8 +282,7 @@ def markdown(R: dict) -> str:
         f"### Latest run: {R['date']} ({R['mode']} mode)",
         "",
         f"- command: `{R['command']}`",
-        f"- machine: {m['cpu']}, {m['cores']} cores (AVX-512: {m['avx512']}, AVX512-BF16: {m['avx512_bf16']}, "
-        f"AMX: {m['amx']}); threads per measurement: {R['threads']}; load average at start "
+        f"- machine: {machine_text(m)}; threads per measurement: {R['threads']}; load average at start "
         f"{m['loadavg_at_start']}, at end {R.get('loadavg_at_end')}",
         f"- versions: python {m['python']}, " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- model `{R['model']}`, data `{R['data_dir']}`, batch {R['batch_size']}, seed {R['seed']}; each "
@@ -289,8 +293,7 @@ def markdown(R: dict) -> str:
         fm = R.get("full_run_machine")
         if fm and (fm["cpu"], fm["cores"]) != (m["cpu"], m["cores"]):
             L.append(
-                f"- **the quoted sections ran on another machine**: {fm['cpu']}, {fm['cores']} cores (AVX-512: "
-                f"{fm['avx512']}, AVX512-BF16: {fm['avx512_bf16']}, AMX: {fm['amx']}); compare rows of one "
+                f"- **the quoted sections ran on another machine**: {machine_text(fm)}; compare rows of one "
                 "section only, and each row's MFU is against the peak measured beside it"
             )
     L.append("")
