@@ -370,13 +370,13 @@ class Predictor:
                     for m in members
                 ]
                 batch = collate(rows, pad_id=pad, multiple_of=multiple_of)
-                logits = self._forward(batch["input_ids"], batch["attention_mask"])
-                pred, prob = top_label(logits.cpu().numpy())
+                logits = self._forward(batch["input_ids"], batch["attention_mask"]).cpu()  # one copy off a GPU
+                pred, prob = top_label(logits.numpy())
                 width = pred.shape[1]
                 pred_rows += pred.tolist()
                 prob_rows += prob.tolist()
                 if with_logits:
-                    logit_rows.append(logits.reshape(-1, logits.shape[-1]).cpu())
+                    logit_rows.append(logits.reshape(-1, logits.shape[-1]))
                 # A running position per token: assemble_predictions scatters it to words, and both
                 # the tag id and the probability are looked up from it.
                 index_rows += [list(range(flat + r * width, flat + (r + 1) * width)) for r in range(len(rows))]
