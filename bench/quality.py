@@ -273,17 +273,20 @@ def selection(all_runs: list[dict], epochs: int = 1) -> dict:
     }
 
 
+def _machine_name(m: dict) -> str:
+    return f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores)"
+
+
 def markdown(q: dict) -> str:
     # runs made on different machines over time: say where each ran, not only where the file was written
     where = collections.Counter(
-        f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" if r.get("machine") else "not recorded"
-        for r in q.get("all_runs", [])
+        _machine_name(r["machine"]) if r.get("machine") else "not recorded" for r in q.get("all_runs", [])
     )
     lines = [
         "## Quality (`bench/quality.py`)",
         "",
         f"Test micro F1 (entity level, conlleval rules), mean ± sample std over seeds; updated {q['updated']} "
-        f"on {q['machine'].get('cpu', '?')} ({q['machine'].get('cores', '?')} cores). Runs by machine: "
+        f"on {_machine_name(q['machine'])}. Runs by machine: "
         + ", ".join(f"{m} {n}" for m, n in where.most_common())
         + ".",
         "",
