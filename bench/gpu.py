@@ -21,7 +21,7 @@ Rows, each in try/except, each written to the JSON as soon as it is done (a part
 the GEMM peaks (bf16, TF32, fp32, one large matrix product each); training in fp32, TF32 and bf16
 autocast (sentences/s, real pieces/s, MFU against the measured bf16 GEMM peak, peak GPU memory); our
 Predictor (inference, fp32 and bf16, on synthetic words shaped like the test split's); the ONNX model
-(``nerforge.onnx``'s verified export and OnnxPredictor) under onnxruntime's
+(``nerforge.onnx_export``'s verified export and ``nerforge.onnx_runtime.OnnxPredictor``) under onnxruntime's
 CUDA provider where that is installed (else a row saying so). A global ``--budget-s`` skips the rows that no longer fit. Nothing here
 asserts on speed: it measures and reports.
 """
@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import re
 import resource
 import sys
 import tempfile
@@ -43,7 +42,6 @@ import time
 import traceback
 from collections import Counter
 from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 from bench.measure import PieceCounter, count_forward
@@ -184,19 +182,11 @@ def _real_splits(data_dir: Path, tokenizer_dir: Path):
 
 
 def _features(split, tok, s: dict):
-    from nerforge.features import build_features
+    from nerforge.features import WindowSettings, build_features
 
     names = split.features["ner_tags"].feature.names
-    return build_features(
-        split,
-        tok,
-        max_length=s["max_length"],
-        stride=s["stride"],
-        label_all_tokens=False,
-        context_size=s["context_size"],
-        pack_length=s["pack_length"],
-        label_names=names,
-    )
+    windows = WindowSettings(s["max_length"], s["stride"], s["context_size"], s["pack_length"])
+    return build_features(split, tok, windows, label_all_tokens=False, label_names=names)
 
 
 class SyntheticWindows:
@@ -526,10 +516,9 @@ def _rates(ctx, counts: dict, pieces: int, sq: int, dt: float, *, train: bool) -
 
 def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = True) -> dict:
     torch, dev = ctx.torch, ctx.device
-    from torch.utils.data import DataLoader
-
-    from nerforge.features import LengthGroupedBatchSampler, collate, pad_multiple
+    from nerforge.features import pad_multiple
     from nerforge.modeling import build_optimizers
+    from nerforge.training import train_loader
 
     s = ctx.data.shapes[shape]
     dataset, lengths, per_window, mod_ids = ctx.data.train_set(shape)
@@ -540,18 +529,17 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
     counts = param_counts(model)
     # configs/bert-*.yaml's learning rate and weight decay; the rate does not change the speed.
     (optimizer,) = build_optimizers(model, 2e-5, 0.01)
-    sampler = LengthGroupedBatchSampler(lengths, s["batch_size"], seed=SEED)
-    multiple = pad_multiple(dev.type)
-    pad = partial(collate, pad_id=0, multiple_of=multiple)
-    collate_fn = (lambda rows: _mod_ids(pad(rows), torch)) if mod_ids else pad
-    pin = dev.type == "cuda"  # as train_accelerate.get_dataloaders
-    loader = DataLoader(
+    # the training loop's own loader: length-grouped batches, padding multiple, pinned memory on CUDA
+    sampler, loader = train_loader(
         dataset,
-        batch_sampler=sampler,
-        collate_fn=collate_fn,
-        pin_memory=pin,
-        generator=torch.Generator().manual_seed(SEED),
+        lengths,
+        s["batch_size"],
+        seed=SEED,
+        pad_id=0,
+        device_type=dev.type,
+        transform=(lambda b: _mod_ids(b, torch)) if mod_ids else None,
     )
+    pin = loader.pin_memory
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     counter = PieceCounter(torch, dev)
     loss_sum = torch.zeros((), device=dev)
@@ -582,7 +570,7 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
         counter.windows += int(n.shape[0])
         counter.padded += int(b["attention_mask"].numel())
         loss_sum = loss_sum + out.loss.detach()
-        if loop_sync:  # train_accelerate.py: received = torch.tensor(..., device); bool(received.item())
+        if loop_sync:  # nerforge/training.py: received = torch.tensor(..., device); bool(received.item())
             torch.tensor(0, device=dev).item()
 
     warmup = 1 if ctx.smoke else 5
@@ -635,7 +623,7 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
             "attn_implementation": model.config._attn_implementation,
             "fused_adamw": bool(optimizer.param_groups[0].get("fused")),
             "optimizer_state_device": str(state["exp_avg"].device),
-            "pad_multiple": multiple,
+            "pad_multiple": pad_multiple(dev.type),
             "pin_memory": pin,
             "host_sync_per_step": loop_sync,
             "dataloader_workers": 0,
@@ -686,14 +674,15 @@ def fused_check_row(ctx) -> dict:
 
 def predict_row(ctx, arch: str, precision: str) -> dict:
     torch, dev = ctx.torch, ctx.device
-    from nerforge.predict import Predictor
+    from nerforge.features import WindowSettings
+    from nerforge.predictor import Predictor
 
     sentences, docs = ctx.sentences
     reset_memory(torch, dev)
     set_precision(torch, "fp32")
     model = make_model(ctx, arch).eval()
     counts = param_counts(model)
-    pred = Predictor(model, ctx.tokenizer, device=dev, bf16=precision == "bf16", **PREDICT)
+    pred = Predictor(model, ctx.tokenizer, WindowSettings(**PREDICT), device=dev, bf16=precision == "bf16")
     counter = PieceCounter(torch, dev)
     h = model.register_forward_pre_hook(counter, with_kwargs=True)
     pred.predict_words(sentences[:200], docs[:200])  # warm up
@@ -724,7 +713,7 @@ def predict_row(ctx, arch: str, precision: str) -> dict:
 
 
 def onnx_row(ctx, arch: str) -> dict:
-    """fp32 ONNX under onnxruntime (the CUDA provider on a GPU): nerforge.onnx's export (verified against
+    """fp32 ONNX under onnxruntime (the CUDA provider on a GPU): nerforge.onnx_export's export (verified against
     torch) and its OnnxPredictor, predict_words end to end on the same sentences as the predict rows;
     skipped, with the reason, where onnxruntime, its provider or the onnx extra is missing."""
     torch, dev = ctx.torch, ctx.device
@@ -743,7 +732,9 @@ def onnx_row(ctx, arch: str) -> dict:
             "reason": f"onnxruntime {ort.__version__} has no {want} (providers: {providers}); "
             "install onnxruntime-gpu (it replaces onnxruntime) for the CUDA provider",
         }
-    from nerforge import onnx as nx
+    import nerforge.onnx_export as nxe
+    import nerforge.onnx_runtime as nx
+    from nerforge.features import WindowSettings
 
     try:
         nx.require_onnx()  # the exporter needs onnx and onnxscript besides onnxruntime
@@ -760,12 +751,12 @@ def onnx_row(ctx, arch: str) -> dict:
     counts = param_counts(model)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        verification = nx.export_onnx(model, ctx.tokenizer, tmp)
+        verification = nxe.export_onnx(model, ctx.tokenizer, tmp)
         export_s = time.perf_counter() - t0
         path = Path(tmp) / nx.FP32_FILE
         size_mb = round(path.stat().st_size / 2**20, 1)
         sess = nx.session(path, providers=[want])
-        pred = nx.OnnxPredictor(sess, model.config, ctx.tokenizer, **PREDICT)
+        pred = nx.OnnxPredictor(sess, model.config, ctx.tokenizer, WindowSettings(**PREDICT))
         counter = count_forward(pred, torch)
         pred.predict_words(sentences[:200], docs[:200])  # warm up
         counter.reset()
@@ -779,7 +770,7 @@ def onnx_row(ctx, arch: str) -> dict:
         "precision": "fp32",
         "provider": want,
         "providers_used": sess.get_providers(),
-        "export": "nerforge.onnx.export_onnx",
+        "export": "nerforge.onnx_export.export_onnx",
         "export_s": round(export_s, 1),
         "verification": {k: verification.get(k) for k in ("fp32", "opset", "sample")},
         "model_mb": size_mb,
@@ -817,11 +808,11 @@ class Ctx:
 
 
 def loop_facts(ctx) -> dict:
-    """What train_accelerate.py does on CUDA, as far as this process can see it."""
-    src = (ROOT / "train_accelerate.py").read_text()
-    m = re.search(r"def get_dataloaders.*?return ", src, re.S)
-    pin = bool(m and re.search(r"pin_memory=accelerator\.device\.type\s*==\s*\"cuda\"", m.group(0)))
+    """What the training loop (nerforge.training) does on CUDA, asked of its own functions."""
     from nerforge.features import pad_multiple
+    from nerforge.training import train_loader
+
+    pin = train_loader([], [], 1, seed=0, pad_id=0, device_type="cuda")[1].pin_memory
 
     return {
         "bf16_autocast": "with --mixed_precision bf16 (accelerate's autocast around the forward)",

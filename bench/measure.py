@@ -160,8 +160,8 @@ def child_gemm(cfg: dict) -> dict:
 
 def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
     """The int8 counterpart of the GEMM peak, for the ONNX int8 rows: one MatMul quantized by
-    ``nerforge.onnx.quantize`` with the model's settings (dynamic, int8 weights per channel, activations
-    quantized at run time) and run in ``nerforge.onnx.session``, at the model's own shapes (2048 rows of
+    ``nerforge.onnx_export.quantize`` with the model's settings (dynamic, int8 weights per channel, activations
+    quantized at run time) and run in ``nerforge.onnx_runtime.session``, at the model's own shapes (2048 rows of
     hidden -> 4 hidden, 4 hidden -> hidden, hidden -> hidden), in fp32-equivalent GFLOP/s; {} without
     the onnx extra."""
     from nerforge import onnx as nx
@@ -230,7 +230,7 @@ def _prep_ours(cfg: dict) -> dict:
     from transformers import AutoTokenizer
 
     from conll2003_loader import load_conll
-    from nerforge.features import build_features
+    from nerforge.features import WindowSettings, build_features
 
     t1 = time.perf_counter()
     raw = load_conll(data_dir=cfg["data_dir"], cache_dir=str(Path(cfg["cache_dir"]) / "builder"))
@@ -238,9 +238,7 @@ def _prep_ours(cfg: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(cfg["model"], use_fast=True)
     names = raw["train"].features["ner_tags"].feature.names
     # our loop's defaults (nerforge/config.py): max_length 512, stride 32, no document context
-    feats = build_features(
-        raw["train"], tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
-    )
+    feats = build_features(raw["train"], tok, WindowSettings(max_length=512), label_all_tokens=False, label_names=names)
     t3 = time.perf_counter()
     return {
         "import_s": round(t1 - t0, 3),
@@ -503,15 +501,15 @@ def child_infer_pipeline(cfg: dict) -> dict:
 
 def child_make_onnx(cfg: dict) -> dict:
     """A copy of the export with onnx/model.onnx and onnx/model_quantized.onnx, written and verified by
-    `python -m nerforge.onnx --quantize` (the trained export itself is left alone)."""
+    `nerforge onnx` (the trained export itself is left alone)."""
     set_threads(cfg["threads"])
-    from nerforge.onnx import main as onnx_main
+    from nerforge.cli.onnx import main as onnx_main
 
     src, dst = Path(cfg["model_dir"]), Path(cfg["out"])
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("onnx"))
     t0 = time.perf_counter()
-    if onnx_main([str(dst), "--quantize"]) != 0:
-        raise RuntimeError(f"python -m nerforge.onnx {dst} --quantize failed")
+    if onnx_main(["--model", str(dst)]) != 0:
+        raise RuntimeError(f"nerforge onnx --model {dst} failed")
     verification = dst / "onnx" / "verification.json"
     return {
         "export_s": round(time.perf_counter() - t0, 1),
@@ -523,7 +521,7 @@ def child_infer_ours(cfg: dict) -> dict:
     set_threads(cfg["threads"])
     from bench import notebook_recipe as nb
     from nerforge.metric import score
-    from nerforge.predict import Predictor
+    from nerforge.predictor import Predictor
 
     sents, tags, docs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "test"))
     if cfg.get("limit"):
@@ -534,7 +532,7 @@ def child_infer_ours(cfg: dict) -> dict:
         pred = Predictor.from_pretrained(str(mdir), bf16=cfg.get("bf16", False))
         files = [mdir / "model.safetensors"]
     else:
-        from nerforge.onnx import OnnxPredictor
+        from nerforge.onnx_runtime import OnnxPredictor
 
         pred = OnnxPredictor.from_pretrained(str(mdir), quantized=backend == "onnx-int8", threads=cfg["threads"])
         files = [p for p in Path(pred.file).parent.glob(Path(pred.file).name + "*")]  # + external data, if any

@@ -5,7 +5,7 @@
 
 Each sentence's words are joined by single spaces and given to `pipeline("ner", aggregation_strategy=S)`;
 its entities (character spans) are mapped back to words and compared with the entities of our predictor
-(`nerforge.predict`, first word piece of each word) on the same sentence alone, as (type, first word, last
+(`nerforge.predictor`, first word piece of each word) on the same sentence alone, as (type, first word, last
 word). A sentence agrees when both give the same set. For an export trained with document context the
 entities we scored (each sentence with its document around it) are compared too: the pipeline cannot
 see the document, and this second figure says how much that costs. Also counted: entities that start with `##` (a
@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from nerforge.predict import Predictor
+from nerforge.predictor import Predictor
 from nerforge.taxonomy import entities
 
 

@@ -2,7 +2,8 @@
 
 Writes ``DIR/data/{split}-00000-of-00001.parquet`` and a dataset card ``DIR/README.md`` (YAML ``configs``
 + ``dataset_info``), the layout of a Hub dataset repository, so that ``load_dataset(DIR)`` returns the
-builder's splits and features. Bad input: ``error: <message>`` on stderr, exit status 2.
+builder's splits and features. Exit status: 0 done; 1 the push failed (the folder is written; rerun
+to push again); 2 bad input (``error: <message>`` on stderr naming the file and line).
 """
 
 from __future__ import annotations
@@ -94,13 +95,17 @@ def write_placeholder(path) -> None:
     pq.write_table(pa.table({"text": pa.array([], pa.string())}, schema=schema), str(path))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conll2003_loader")
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="prepare Parquet shards + dataset card that load_dataset(DIR) reads")
+BUILD_DESCRIPTION = (
+    "Prepare Parquet shards + a dataset card that load_dataset(DIR) reads, from raw CoNLL-style files "
+    "(CoNLL-2003's four columns by default; IOB1 files are converted to IOB2 unless --tagging-scheme iob1)."
+)
+
+
+def add_build_arguments(b: argparse.ArgumentParser) -> None:
+    """The options of ``build`` (shared with ``nerforge data build``)."""
     b.add_argument("--data-dir", help="folder with the raw split files (default: download the configured URLs)")
     b.add_argument("--output", default=str(PACKAGE_DIR), help="output folder (default: the package folder)")
-    b.add_argument("--tagging-scheme", choices=("iob2", "iob1"), default="iob2")
+    b.add_argument("--tagging-scheme", choices=("iob2", "iob1"), default="iob2", help="tags to write")
     b.add_argument("--train-file", help="training file: a name in --data-dir or a path (e.g. wnut17train.conll)")
     b.add_argument("--validation-file", help="validation file: a name in --data-dir or a path")
     b.add_argument(
@@ -108,16 +113,23 @@ def main(argv=None) -> int:
     )
     b.add_argument("--columns", nargs="+", help="column names, e.g. tokens ner_tags ('_' = ignored column)")
     b.add_argument("--separator", choices=sorted(_SEPARATORS), default="any", help="column separator")
-    b.add_argument("--encoding", default="utf-8")
+    b.add_argument("--encoding", default="utf-8", help="encoding of the raw files")
     b.add_argument("--label-names", nargs="+", help="NER label names (default: CoNLL-2003's or inferred)")
     b.add_argument("--cache-dir", help="datasets cache folder for the build")
-    b.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder as a Hub dataset repository")
-    b.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    sub.add_parser("placeholder", help=f"(maintainers) rewrite the committed {PLACEHOLDER}")
-    args = parser.parse_args(argv)
-    if args.command == "placeholder":
-        write_placeholder(PACKAGE_DIR / PLACEHOLDER)
-        return 0
+    b.add_argument("--push-to-hub", action="store_true", help="also upload the folder as a Hub dataset repository")
+    b.add_argument("--hub-dataset-id", metavar="REPO_ID", help="the Hub dataset repository for --push-to-hub")
+    b.add_argument("--hub-private", action="store_true", help="create the Hub repository as private")
+
+
+class PushFailed(RuntimeError):
+    """The folder was built but could not be uploaded (exit status 1)."""
+
+
+def run_build(args) -> str:
+    """Build (and push) as ``args`` says; the one-line summary. Raises ConllFormatError/ValueError/OSError
+    on bad input and :class:`PushFailed` when the upload fails."""
+    if args.push_to_hub and not args.hub_dataset_id:
+        raise ValueError("--push-to-hub needs --hub-dataset-id (e.g. your-name/conll2003)")
     kwargs = builder_options(
         args.data_dir,
         tagging_scheme=args.tagging_scheme,
@@ -129,18 +141,39 @@ def main(argv=None) -> int:
         separator=_SEPARATORS[args.separator],
         encoding=args.encoding,
     )
+    # a raw data_dir build leaves no Arrow cache behind; downloads use the (cached) datasets cache
+    temp = args.cache_dir is None and ("data_dir" in kwargs or "split_files" in kwargs)
+    with tempfile.TemporaryDirectory() if temp else contextlib.nullcontext(args.cache_dir) as cache:
+        dsd = build(args.output, cache_dir=cache, **kwargs)
+    sizes = ", ".join(f"{s} {len(d)}" for s, d in dsd.items())
+    if args.push_to_hub:
+        try:
+            push(args.output, args.hub_dataset_id, private=args.hub_private)
+        except Exception as err:  # noqa: BLE001 - huggingface_hub's errors; the folder is written
+            raise PushFailed(
+                f"wrote {args.output} ({sizes}) but the push to {args.hub_dataset_id} failed: {err}"
+            ) from err
+    return f"wrote {args.output} ({sizes})" + (f"; pushed to {args.hub_dataset_id}" if args.push_to_hub else "")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conll2003_loader")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="prepare Parquet shards + dataset card that load_dataset(DIR) reads")
+    add_build_arguments(b)
+    sub.add_parser("placeholder", help=f"(maintainers) rewrite the committed {PLACEHOLDER}")
+    args = parser.parse_args(argv)
+    if args.command == "placeholder":
+        write_placeholder(PACKAGE_DIR / PLACEHOLDER)
+        return 0
     try:
-        # a raw data_dir build leaves no Arrow cache behind; downloads use the (cached) datasets cache
-        temp = args.cache_dir is None and ("data_dir" in kwargs or "split_files" in kwargs)
-        with tempfile.TemporaryDirectory() if temp else contextlib.nullcontext(args.cache_dir) as cache:
-            dsd = build(args.output, cache_dir=cache, **kwargs)
-        if args.push_to_hub:
-            push(args.output, args.push_to_hub, private=args.private)
+        print(run_build(args))
+    except PushFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (ConllFormatError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sizes = ", ".join(f"{s} {len(d)}" for s, d in dsd.items())
-    print(f"wrote {args.output} ({sizes})" + (f"; pushed to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerforge.atomic import atomic_write_bytes, atomic_write_text
-from nerforge.push import TOKEN_VALUE_RE
+from nerforge.hub import TOKEN_VALUE_RE
 
 if TYPE_CHECKING:
     from nerforge.config import RunConfig
@@ -114,7 +114,7 @@ def save_png(fig, path: str | os.PathLike) -> None:
 
 def reliability_diagram(curves: Mapping[str, Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> None:
     """Accuracy against confidence per bin, words and predicted entities side by side, one line per
-    curve: ``{label: {"word": {"bins", "ece"}, "entity": {...}}}`` (``nerforge.calibrate``'s figures)."""
+    curve: ``{label: {"word": {"bins", "ece"}, "entity": {...}}}`` (``nerforge.calibration``'s figures)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -2,7 +2,7 @@
 
 A checkpoint `OUT/checkpoints/step-NNNNNN/` is complete when it carries `trainer_state.json` and
 `manifest.json`, the size and sha256 of every other file in it, written last (then the folder is renamed
-from its temporary name). `--resume_from_checkpoint latest` takes the newest checkpoint whose files
+from its temporary name). `--resume-from-checkpoint latest` takes the newest checkpoint whose files
 match their manifest and warns about each newer one it skips (a truncated or bit-flipped file, a file
 missing); a checkpoint named explicitly must verify, or the run stops (exit 2).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def verify(folder: Path) -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    logging.getLogger(__name__).warning(message)
 
 
 def find_checkpoint(ckpt_dir: Path, spec: str, warn: Callable[[str], None] = _warn) -> Path | None:

@@ -4,14 +4,18 @@
     data:     {data_dir: data/conll2003, max_length: 512}
     training: {learning_rate: 1.0e-4, num_train_epochs: 3}
 
-`--learning_rate 3e-5` on the command line overrides the YAML (field names are unique across
-sections). Unknown sections or keys and values of the wrong type are errors. Launcher settings
-(processes, precision, nodes) are accelerate's, not ours: `accelerate config` / `accelerate launch`.
+`--learning-rate 3e-5` on the command line overrides the YAML (field names are unique across
+sections; the command line is parsed by ``nerforge.cli.train``). Unknown sections or keys and values of
+the wrong type are errors. Launcher settings (processes, precision, nodes) are accelerate's, not ours:
+`accelerate config` / `accelerate launch`.
+
+A config is a YAML path or the name of a bundled one (:func:`config_path`: ``quickstart``,
+``minilm-cpu``, ``bert-base-cased``, ``bert-large-cased``), and ``data_dir: bundled:sample`` names the
+made-up sample corpus shipped with the package, so both work from any folder after ``pip install``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +27,37 @@ import yaml
 
 class ConfigError(ValueError):
     pass
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_CONFIGS = PACKAGE_DIR / "configs"  # the checkout's configs/ (a link in the source tree, files in a wheel)
+BUNDLED_DATA = {"bundled:sample": PACKAGE_DIR / "sample_data"}
+
+
+def bundled_config_names() -> list[str]:
+    return sorted(p.stem for p in BUNDLED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A config file: the path as given when it exists, else the bundled config of that name
+    (``quickstart``, ``bert-large-cased.yaml``, ...)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = BUNDLED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent == Path(".") and bundled.is_file():
+        return bundled
+    names = ", ".join(bundled_config_names())
+    raise ConfigError(f"{name_or_path}: no such config file, and no bundled config of that name (bundled: {names})")
+
+
+def data_path(value: str | None) -> str | None:
+    """A data folder setting with ``bundled:sample`` resolved to the package's sample corpus."""
+    if value is None or not value.startswith("bundled:"):
+        return value
+    if value not in BUNDLED_DATA:
+        raise ConfigError(f"data_dir: unknown bundled data {value!r} (known: {', '.join(BUNDLED_DATA)})")
+    return str(BUNDLED_DATA[value])
 
 
 @dataclass
@@ -59,7 +94,7 @@ class DataConfig:
     data_dir: Optional[str] = field(
         default=None,
         metadata={
-            "help": "Folder with raw CoNLL files (eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt). None: download the raw release."
+            "help": "Folder with raw CoNLL files (eng.train/eng.testa/eng.testb or train.txt/valid.txt/test.txt); bundled:sample is the made-up sample corpus shipped with nerforge. None: download the raw release."
         },
     )
     dataset_path: Optional[str] = field(
@@ -128,7 +163,9 @@ class DataConfig:
         """Where the splits come from, as arguments of ``conll2003_loader.load_splits``."""
         keys = ("data_dir", "dataset_path", "cache_dir", "tagging_scheme", "columns", "label_names")
         keys += ("train_file", "validation_file", "test_file")
-        return {k: getattr(self, k) for k in keys}
+        kwargs = {k: getattr(self, k) for k in keys}
+        kwargs["data_dir"] = data_path(self.data_dir)
+        return kwargs
 
 
 @dataclass
@@ -137,14 +174,27 @@ class TrainingConfig:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Start afresh in an output_dir that already holds a run."}
     )
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
-    max_grad_norm: float = 1.0
+    per_device_train_batch_size: int = field(
+        default=16,
+        metadata={
+            "help": "Training windows per device per micro-step; the effective batch is this x processes x gradient_accumulation_steps."
+        },
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Windows per forward pass in evaluation and prediction."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-steps whose gradients are summed before one optimizer step."}
+    )
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of AdamW (after warmup)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and layer norms)."})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "Share of the optimizer steps spent warming the learning rate up from 0."}
+    )
+    lr_scheduler_type: Literal["linear", "cosine", "constant_with_warmup"] = field(
+        default="linear", metadata={"help": "Learning-rate schedule after warmup."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradients are clipped to this global norm."})
     sparse_embedding_updates: bool = field(
         default=False,
         metadata={
@@ -159,14 +209,17 @@ class TrainingConfig:
             "bf16 products."
         },
     )
-    num_train_epochs: float = 3.0
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training windows."})
     max_steps: int = field(
         default=-1,
         metadata={
             "help": "Stop after this many optimizer steps (overrides num_train_epochs when >= 0; 0 evaluates and exports the model as loaded)."
         },
     )
-    seed: int = 42
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed of the new classification head, dropout, the batch order and the tiny model."},
+    )
     eval_steps: int = field(
         default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."}
     )
@@ -174,7 +227,7 @@ class TrainingConfig:
         default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."}
     )
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
-    logging_steps: int = 50
+    logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."}
     )
@@ -188,12 +241,22 @@ class TrainingConfig:
     report_to: str = field(
         default="tensorboard", metadata={"help": "accelerate tracker(s), comma-separated, or 'none'."}
     )
-    dataloader_num_workers: int = 0
-    push_to_hub: bool = False
-    hub_model_id: Optional[str] = None
-    hub_private: bool = False
-    hub_revision: Optional[str] = None
-    hub_commit_message: str = "Upload NER model trained with nerforge"
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "Worker processes of the training DataLoader (0: in the main process)."}
+    )
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Upload the export to the Hub at the end (needs hub_model_id)."}
+    )
+    hub_model_id: Optional[str] = field(
+        default=None, metadata={"help": "Hub repository to push to, e.g. your-name/bert-large-cased-conll2003."}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_revision: Optional[str] = field(
+        default=None, metadata={"help": "Hub branch to push to (created if missing; default: main)."}
+    )
+    hub_commit_message: str = field(
+        default="Upload NER model trained with nerforge", metadata={"help": "Commit message of the push."}
+    )
     calibrate: bool = field(
         default=True,
         metadata={
@@ -314,8 +377,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """YAML file -> {field: value}, checking sections and keys."""
-    path = Path(path)
+    """YAML file (or bundled config name) -> {field: value}, checking sections and keys."""
+    path = config_path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -337,32 +400,6 @@ def read_yaml(path: str | Path) -> dict:
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
     return flat
-
-
-def parse_config(argv: list[str] | None = None) -> RunConfig:
-    """`--config FILE` plus `--field value` overrides -> a validated RunConfig."""
-    from transformers import HfArgumentParser
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser((ModelConfig, DataConfig, TrainingConfig), allow_abbrev=False)
-    if known.config:
-        parser.set_defaults(**read_yaml(known.config))
-    model, data, training, unknown = parser.parse_args_into_dataclasses(
-        rest, look_for_args_file=False, return_remaining_strings=True
-    )
-    if unknown:
-        raise ConfigError(f"unknown command-line arguments: {' '.join(unknown)}")
-    cfg = validate(RunConfig(model, data, training))
-    if cfg.training.export_onnx:  # before training, not at the export (a saved config is read without it)
-        from nerforge.onnx import require_onnx
-
-        try:
-            require_onnx()
-        except ValueError as e:
-            raise ConfigError(f"training.export_onnx: {e}") from None
-    return cfg
 
 
 def load_saved(path: str | Path) -> RunConfig:

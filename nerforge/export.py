@@ -4,7 +4,7 @@
 with the dataset's labels, the resolved ``training_config.yaml``, ``metrics.json``, the training curve,
 the reliability diagram when the scores were calibrated, the ONNX files with ``export_onnx``, and the model card) under a temporary name and swaps it in when complete, so a killed run or a full
 disk leaves the previous export in place. :func:`add_onnx` adds ``onnx/`` to an existing export the same
-way (``python -m nerforge.onnx``). :func:`save_model_atomic` and :func:`load_weights` keep and
+way (``nerforge onnx``). :func:`save_model_atomic` and :func:`load_weights` keep and
 reload the best model during training the same way.
 """
 
@@ -18,13 +18,10 @@ from pathlib import Path
 
 from nerforge.atomic import fresh_tmp, swap_in, write_json_atomic
 from nerforge.card import plot_reliability, plot_training_curve, render_model_card
+from nerforge.errors import ExportError
 from nerforge.modeling import save_tokenizer
 
 __all__ = ["ExportError", "export_run", "update_export", "add_onnx", "save_model_atomic", "load_weights"]
-
-
-class ExportError(OSError):
-    """The export could not be written; any previous export is unchanged."""
 
 
 def save_model_atomic(model, folder: str | Path, is_main: bool, accelerator=None) -> None:
@@ -71,8 +68,9 @@ def _assembled(export_dir: Path, failure: str, unchanged: str):
 
 def _onnx_into(folder: Path, quantize_int8: bool) -> dict:
     """``folder/onnx/`` from the model saved in `folder` (loaded back on the CPU in fp32), verified
-    (:func:`nerforge.onnx.export_onnx`); removed again when anything fails."""
-    from nerforge.onnx import ONNX_DIR, export_onnx, require_onnx
+    (:func:`nerforge.onnx_export.export_onnx`); removed again when anything fails."""
+    from nerforge.onnx_export import export_onnx
+    from nerforge.onnx_runtime import ONNX_DIR, require_onnx
 
     require_onnx()
     import torch
@@ -125,7 +123,7 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
         cfg.save(tmp / "training_config.yaml")
         plot_training_curve(metrics.get("history", []), tmp / "training_curve.png")
         if cfg.training.export_onnx:
-            from nerforge.onnx import OnnxExportError
+            from nerforge.onnx_export import OnnxExportError
 
             try:
                 _onnx_into(tmp, cfg.training.export_onnx_int8)
@@ -134,10 +132,10 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
         _metrics_figures_card(tmp, cfg, metrics, label_names, getattr(tokenizer, "do_lower_case", None))
     if onnx_failure is not None:
         # The weights are good and worth keeping: the export is complete but for onnx/ (the card says so).
-        flag = " --quantize" if cfg.training.export_onnx_int8 else ""
+        flag = "" if cfg.training.export_onnx_int8 else " --no-int8"
         raise ExportError(
             f"{export_dir} was written without onnx/: {onnx_failure}; "
-            f"retry with python -m nerforge.onnx {export_dir}{flag}"
+            f"retry with nerforge onnx --model {export_dir}{flag}"
         )
     return export_dir
 
@@ -146,7 +144,7 @@ def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
     """Rewrite an existing export with new weights and metrics (e.g. after calibration): every other
     file is kept, the figures and the card are made again; swapped in whole, or not at all."""
     from nerforge.config import load_saved
-    from nerforge.onnx import INT8_FILE, ONNX_DIR
+    from nerforge.onnx_runtime import INT8_FILE, ONNX_DIR
 
     export_dir = Path(export_dir)
     with _assembled(export_dir, f"could not rewrite the export {export_dir}", "it is unchanged") as tmp:
@@ -169,12 +167,12 @@ def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
 
 def add_onnx(export_dir: str | Path, quantize_int8: bool = False) -> dict:
     """Add (or replace) ``onnx/`` in an existing model folder: the fp32 graph and with `quantize_int8`
-    the int8 one, verified (:func:`nerforge.onnx.export_onnx`); the card of a nerforge export is
+    the int8 one, verified (:func:`nerforge.onnx_export.export_onnx`); the card of a nerforge export is
     rendered again to list them. The folder is rewritten whole or not at all: a failed check or a
     killed process leaves it as it was. Returns ``onnx/verification.json``'s content; raises
-    :class:`nerforge.onnx.OnnxExportError` (an :class:`ExportError`) when the export or a check fails."""
+    :class:`nerforge.onnx_export.OnnxExportError` (an :class:`ExportError`) when the export or a check fails."""
     from nerforge.config import load_saved
-    from nerforge.onnx import ONNX_DIR
+    from nerforge.onnx_runtime import ONNX_DIR
 
     export_dir = Path(export_dir)
     with _assembled(export_dir, f"could not write {export_dir / ONNX_DIR}", "the folder is unchanged") as tmp:

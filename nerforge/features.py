@@ -34,10 +34,52 @@ import json
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 IGNORE = -100
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How sentences become model inputs, in word pieces: one object, made from the run's config
+    (:meth:`from_config`) or read from an export (``nerforge.predictor.export_windows``), and passed
+    whole from the training loop's evaluation to every predictor and command.
+
+    max_length: longest input, special tokens included (None: the model's maximum capped at 512,
+        decided by the predictor). stride: pieces of the same sentence kept as context on each side
+        when a sentence is cut. context_size: pieces of document context on each side (0: none).
+        pack_length: sentences of a document labelled together up to this many pieces (0: one per
+        window). batch_size: windows per forward pass when predicting or evaluating.
+    """
+
+    max_length: int | None = None
+    stride: int = 32
+    context_size: int = 0
+    pack_length: int = 0
+    batch_size: int = 64
+
+    @classmethod
+    def from_config(cls, cfg) -> WindowSettings:
+        """The windows of a run config (``nerforge.config.RunConfig``): its data section's, and the
+        evaluation batch size."""
+        d = cfg.data
+        return cls(d.max_length, d.stride, d.context_size, d.pack_length, cfg.training.per_device_eval_batch_size)
+
+    def override(self, **changes) -> WindowSettings:
+        """A copy with the given settings changed; a None value keeps the current one (a flag not given)."""
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise TypeError(f"unknown window settings: {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def alone(self) -> WindowSettings:
+        """The same windows without document context: each sentence as pipeline('ner') sees it."""
+        return replace(self, context_size=0, pack_length=0)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -374,19 +416,21 @@ def sentence_alone_mask(document_ids: Sequence, fraction: float, seed: int) -> l
 def build_features(
     dataset,
     tokenizer,
+    windows: WindowSettings,
     *,
-    max_length: int,
-    stride: int,
     label_all_tokens: bool,
-    context_size: int,
     label_names: Sequence[str],
     num_proc: int | None = None,
     label_column: str = "ner_tags",
-    pack_length: int = 0,
 ):
-    """Windows for a whole split, batched and cached by datasets' fingerprinting."""
+    """Windows for a whole split, batched and cached by datasets' fingerprinting (``windows.max_length``
+    must be set; ``windows.batch_size`` plays no part here)."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("a fast tokenizer is required (word_ids() aligns labels to words)")
+    if windows.max_length is None:
+        raise ValueError("build_features needs windows.max_length")
+    max_length, stride = windows.max_length, windows.stride
+    context_size, pack_length = windows.context_size, windows.pack_length
     whole_documents = bool(context_size or pack_length)
     settings = dict(
         max_length=max_length,

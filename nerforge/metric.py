@@ -1,6 +1,6 @@
 """The single scoring function of nerforge, plus label-name alignment helpers.
 
-Every number nerforge reports (training-time evaluation, ``nerforge.predict``
+Every number nerforge reports (training-time evaluation, ``nerforge predict``
 scoring, the ``metrics/conll_ner`` evaluate module, the model card) comes from
 :func:`score`.  It wraps ``seqeval`` in its *default* mode, which reproduces the
 lenient chunking rules of the original ``conlleval`` Perl script:

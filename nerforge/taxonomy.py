@@ -1,5 +1,5 @@
 """Where a model fails: entity errors by kind, confusions between types, scores by slice. Pure functions
-of word tags; ``nerforge.report`` runs them on a model's predictions.
+of word tags; ``nerforge report`` runs them on a model's predictions.
 
 Entities are conlleval's chunks of a sentence's tags (``nerforge.metric.entities``), as
 ``(type, first word, last word)``.

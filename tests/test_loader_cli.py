@@ -118,8 +118,9 @@ def test_push_to_hub_at_the_hub_boundary(tmp_path, monkeypatch, capsys):
             "--output",
             str(out),
             "--push-to-hub",
+            "--hub-dataset-id",
             "me/conll-test",
-            "--private",
+            "--hub-private",
         ]
     )
     assert code == 0

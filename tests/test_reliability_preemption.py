@@ -135,7 +135,7 @@ def test_sigterm_stops_with_a_checkpoint_and_resumes_to_identical_weights(tmp, r
     p = launch(out, env={"NERFORGE_SIGNAL_AT": "6:TERM"})
     assert p.returncode == 3, p.stderr[-3000:]
     assert "received SIGTERM" in p.stderr and "Traceback" not in p.stderr
-    assert "stopped by SIGTERM after step 6" in p.stdout and "--resume_from_checkpoint latest" in p.stdout
+    assert "stopped by SIGTERM after step 6" in p.stdout and "--resume-from-checkpoint latest" in p.stdout
     ckpts = out / "checkpoints"
     assert sorted(x.name for x in ckpts.iterdir()) == ["step-000004", "step-000006"]
     assert not (out / "model").exists() and not (out / ".nerforge.lock").exists()
@@ -187,7 +187,7 @@ def test_two_processes_resumed_as_one(tmp, reference_2proc):
     p = launch(out, "--resume_from_checkpoint", "latest")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     [line] = [x for x in p.stderr.splitlines() if x.startswith("error:")]
-    assert "2 process(es) x batch 4 x accumulation 1" in line and "pass --gradient_accumulation_steps 2" in line
+    assert "2 process(es) x batch 4 x accumulation 1" in line and "pass --gradient-accumulation-steps 2" in line
     log = tmp / "2to1-batches"
     log.mkdir()
     p = launch(out, "--resume_from_checkpoint", "latest", "--gradient_accumulation_steps", "2",
@@ -210,7 +210,7 @@ def test_one_process_resumed_as_two(tmp, reference_2proc):
     assert p.returncode == 3, p.stderr[-3000:]
     assert steps(log, 1, 2, 0, 6) == {k: ref_steps[k] for k in range(1, 7)}
     p = launch(out, "--resume_from_checkpoint", "latest", "--gradient_accumulation_steps", "2", procs=2)
-    assert p.returncode != 0 and "pass --gradient_accumulation_steps 1 to keep the effective batch" in p.stderr
+    assert p.returncode != 0 and "pass --gradient-accumulation-steps 1 to keep the effective batch" in p.stderr
     log2 = tmp / "1to2-batches"
     log2.mkdir()
     p = launch(out, "--resume_from_checkpoint", "latest", "--gradient_accumulation_steps", "1", procs=2,
@@ -230,10 +230,10 @@ def test_check_layout_says_what_to_pass():
     check_layout({}, layout(2, 8, 1), Path("c"))  # a checkpoint from before layouts were recorded
     check_layout(layout(2, 8, 2), layout(4, 8, 1), Path("c"))  # same windows per step
     for saved, now, hint in [
-        (layout(2, 8, 1), layout(1, 8, 1), "pass --gradient_accumulation_steps 2"),
+        (layout(2, 8, 1), layout(1, 8, 1), "pass --gradient-accumulation-steps 2"),
         (layout(1, 8, 1), layout(2, 8, 1), "resume with a number of processes that divides 1"),
         (layout(4, 8, 1), layout(8, 8, 1), "resume with a number of processes that divides 4"),
-        (layout(2, 8, 1), layout(2, 16, 1), "pass --per_device_train_batch_size 8"),
+        (layout(2, 8, 1), layout(2, 16, 1), "pass --per-device-train-batch-size 8"),
     ]:
         with pytest.raises(RunError, match=hint):
             check_layout(saved, now, Path("c"))

@@ -402,7 +402,7 @@ def markdown(R: dict) -> str:
         if v:
             diff = v.get("fp32", {}).get("max_abs_logit_diff_vs_torch")
             L += [
-                f"ONNX export (`python -m nerforge.onnx --quantize`, {fmt(inf['onnx_export'].get('export_s'))} s): "
+                f"ONNX export (`nerforge onnx`, {fmt(inf['onnx_export'].get('export_s'))} s): "
                 f"fp32 max |logit - torch| {f'{diff:.1e}' if diff is not None else '–'} on the check sample; "
                 f"int8 settings {json.dumps({k: x for k, x in v.get('int8', {}).get('settings', {}).items() if k != 'nodes_kept_fp32'})}; "
                 f"intra-op threads {fmt(inf['onnx_fp32'].get('intra_op_threads'))}. Inference MFU = forward FLOPs of the "
