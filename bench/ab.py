@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench import measure
-from bench.report import RESULTS
+from bench.render import RESULTS
 
 
 def paired_ratios(rounds: list[dict]) -> dict:

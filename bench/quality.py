@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 from bench import measure
-from bench.report import write_section
+from bench.render import write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -7,7 +7,7 @@ Run from the repository root. Every measurement runs in its own subprocess (`pyt
 NAME CONFIG`, bench/measure.py), which prints one JSON line and its own peak RSS, so peaks never mix.
 All subprocesses get the same thread settings (OMP/MKL threads and torch.set_num_threads = --threads).
 Writes bench/results/latest.json and regenerates the section of BENCHMARKS.md between the markers
-(bench/report.py). Nothing here asserts on time: it measures and reports.
+(bench/render.py). Nothing here asserts on time: it measures and reports.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.measure import BATCH, SEED, machine, recipe_args, run_child, split_file
-from bench.report import RESULTS, best_gemm, summarize, write_markdown
+from bench.render import RESULTS, best_gemm, summarize, write_markdown
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]

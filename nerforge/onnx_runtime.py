@@ -159,8 +159,7 @@ class OnnxPredictor(Predictor):
         if local.is_dir():
             path = local / rel
             if not path.is_file():
-                flag = "" if quantized else " --no-int8"
-                raise ValueError(f"{name_or_path}: no {rel}; write it with nerforge onnx --model {name_or_path}{flag}")
+                raise ValueError(f"{name_or_path}: no {rel}; write it with nerforge onnx --model {name_or_path}")
         else:
             from huggingface_hub import hf_hub_download
 

@@ -1,4 +1,4 @@
-"""Test hook: run train_accelerate.py and SIGKILL it at a chosen point, as a crash or an OOM kill would.
+"""Test hook: run the training loop (train_accelerate.py's) and SIGKILL it at a chosen point, as a crash or an OOM kill would.
 
     NERFORGE_KILL_AT=step:6 python tests/kill_at.py [train_accelerate.py arguments]
 
@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 import accelerate  # noqa: E402
 
-import train_accelerate  # noqa: E402
+import nerforge.training as train_accelerate  # noqa: E402  (the loop the script runs)
+from nerforge.cli.train import main  # noqa: E402
 
 where, _, at = os.environ["NERFORGE_KILL_AT"].partition(":")
 AT = int(at)
@@ -68,4 +69,4 @@ else:
     raise SystemExit(f"unknown kill point {where!r}")
 
 if __name__ == "__main__":
-    sys.exit(train_accelerate.main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Test hook: run train_accelerate.py and send it a real signal at a chosen step, as a preemption would.
+"""Test hook: run the training loop (train_accelerate.py's) and send it a real signal at a chosen step, as a preemption would.
 
     NERFORGE_SIGNAL_AT=6:TERM[:RANK] python tests/signal_at.py [train_accelerate.py arguments]
 
@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 import accelerate  # noqa: E402
 
-import train_accelerate  # noqa: E402
+import nerforge.training as train_accelerate  # noqa: E402  (the loop the script runs)
+from nerforge.cli.train import main  # noqa: E402
 from nerforge.preemption import REPEAT_WINDOW_S  # noqa: E402
 
 RANK = int(os.environ.get("RANK", "0"))
@@ -80,4 +81,4 @@ if os.environ.get("NERFORGE_BATCH_LOG"):
     train_accelerate.get_dataloaders = logged_dataloaders
 
 if __name__ == "__main__":
-    sys.exit(train_accelerate.main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""bench/report.py's summary of a run (which ratios it computes, when a target counts as met) and
+"""bench/render.py's summary of a run (which ratios it computes, when a target counts as met) and
 bench/run.py's recipe flags. Synthetic measurements, no subprocesses, nothing timed."""
 
 import pytest
@@ -8,7 +8,7 @@ from bench import measure
 
 @pytest.fixture(scope="module")
 def bench():
-    from bench import report
+    from bench import render as report
 
     return report
 

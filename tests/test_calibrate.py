@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nerforge.calibrate import ece, fit_temperature, fold_temperature, nll, reliability_bins, split_calibration
+from nerforge.calibration import ece, fit_temperature, fold_temperature, nll, reliability_bins, split_calibration
 
 
 def test_fit_recovers_the_temperature_that_generated_the_labels():
@@ -67,7 +67,7 @@ def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
     from conftest import ROOT, SAMPLE_DIR
     from safetensors.torch import load_file
 
-    from nerforge.calibrate import main
+    from nerforge.cli.calibrate import main
 
     out = tmp_path / "run"
     cmd = [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out)]
@@ -77,12 +77,12 @@ def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
     export = out / "model"
     assert "calibration" not in json.loads((export / "metrics.json").read_text())
     before = load_file(export / "model.safetensors")["classifier.weight"]
-    assert main([str(export), "--data-dir", str(SAMPLE_DIR)]) == 0
+    assert main(["--model", str(export), "--data-dir", str(SAMPLE_DIR)]) == 0
     assert "calibrated" in capsys.readouterr().out
     cal = json.loads((export / "metrics.json").read_text())["calibration"]
     after = load_file(export / "model.safetensors")["classifier.weight"]
     assert cal["temperature"] != 1.0 and torch.allclose(before / cal["temperature"], after)
     assert (export / "calibration.png").is_file() and "### Confidence scores" in (export / "README.md").read_text()
     assert not list(tmp_path.rglob(".model.*"))  # no temporary folder left
-    assert main([str(tmp_path), "--data-dir", str(SAMPLE_DIR)]) == 2  # not an export
+    assert main(["--model", str(tmp_path), "--data-dir", str(SAMPLE_DIR)]) == 2  # not an export
     assert "not an export written by nerforge training" in capsys.readouterr().err

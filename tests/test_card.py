@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from nerforge.atomic import atomic_write_text, write_json_atomic  # noqa: E402
 from nerforge.card import plot_training_curve, render_model_card  # noqa: E402
 from nerforge.config import SECTIONS, DataConfig, ModelConfig, RunConfig, TrainingConfig  # noqa: E402
-from nerforge.push import check_export_dir  # noqa: E402
+from nerforge.hub import check_export_dir  # noqa: E402
 
 NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

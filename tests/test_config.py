@@ -4,7 +4,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from nerforge.config import ConfigError, load_saved, parse_config
+from nerforge.cli.train import parse_config
+from nerforge.config import ConfigError, load_saved
 
 
 def write(tmp_path, text):
@@ -66,7 +67,7 @@ def test_resolved_config_round_trips(tmp_path):
 def test_every_shipped_run_config_loads(path):
     parse_config(["--config", str(path)])
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# accelerate launch") and f"--config configs/{path.name}" in first
+    assert first.startswith(("# nerforge train ", "# accelerate launch ")) and f"--config {path.stem}" in first
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

@@ -197,17 +197,18 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
     from datasets import Dataset, load_from_disk
     from transformers import BertTokenizerFast
 
-    from nerforge.features import build_features, features_fingerprint
+    from nerforge.features import WindowSettings, build_features, features_fingerprint
 
     Dataset.from_dict(
         {"tokens": [["the", "EU"], ["German", "lamb"]], "ner_tags": [[0, 3], [7, 0]], "document_id": [0, 0]}
     ).save_to_disk(tmp_path / "ds")
     ds = load_from_disk(tmp_path / "ds")  # file-backed, so map writes and reuses cache files
-    kw = dict(max_length=32, stride=4, label_all_tokens=False, context_size=0, label_names=NER)
-    first = build_features(ds, tiny_tokenizer, **kw)
-    again = build_features(ds, tiny_tokenizer, **kw)
+    windows = WindowSettings(max_length=32, stride=4, context_size=0)
+    kw = dict(label_all_tokens=False, label_names=NER)
+    first = build_features(ds, tiny_tokenizer, windows, **kw)
+    again = build_features(ds, tiny_tokenizer, windows, **kw)
     assert first.cache_files == again.cache_files and first["input_ids"] == again["input_ids"]
-    other = build_features(ds, tiny_tokenizer, **dict(kw, context_size=2))
+    other = build_features(ds, tiny_tokenizer, windows.override(context_size=2), **kw)
     assert other.cache_files != first.cache_files and other["input_ids"] != first["input_ids"]
 
     settings = dict(max_length=32)
@@ -270,12 +271,10 @@ def test_real_train_split_windows_equal_with_and_without_the_batch_path(tmp_path
     names = train.features["ner_tags"].feature.names
     datasets.disable_caching()  # both builds share a fingerprint: the second must not read the first's cache
     try:
-        fast = F.build_features(
-            train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
-        )
+        fast = F.build_features(train, tok, F.WindowSettings(max_length=512), label_all_tokens=False, label_names=names)
         monkeypatch.setattr(F, "one_window_table", lambda *a, **k: None)
         general = F.build_features(
-            train, tok, max_length=512, stride=32, label_all_tokens=False, context_size=0, label_names=names
+            train, tok, F.WindowSettings(max_length=512), label_all_tokens=False, label_names=names
         )
     finally:
         datasets.enable_caching()

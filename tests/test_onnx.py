@@ -15,8 +15,9 @@ pytest.importorskip("onnxscript", reason="the onnx extra (pip install -e '.[onnx
 
 import onnxruntime as ort  # noqa: E402
 
-from nerforge.onnx import FP32_FILE, INT8_FILE, MAX_ABS_DIFF, VERIFICATION_FILE, OnnxPredictor  # noqa: E402
-from nerforge.predict import Predictor  # noqa: E402
+from nerforge.onnx_export import MAX_ABS_DIFF  # noqa: E402
+from nerforge.onnx_runtime import FP32_FILE, INT8_FILE, VERIFICATION_FILE, OnnxPredictor  # noqa: E402
+from nerforge.predictor import Predictor, export_windows  # noqa: E402
 
 
 def digest(folder):
@@ -49,7 +50,7 @@ def export(tiny_dir, tmp_path_factory):
     """A training export written by export_run with export_onnx: true (fp32 and int8)."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from nerforge.config import parse_config
+    from nerforge.cli.train import parse_config
     from nerforge.export import export_run
 
     out = tmp_path_factory.mktemp("run")
@@ -110,7 +111,7 @@ def test_graph_is_traced_with_eager_attention_and_the_model_keeps_its_own(tiny_d
     import onnx
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from nerforge.onnx import export_onnx
+    from nerforge.onnx_export import export_onnx
 
     model = AutoModelForTokenClassification.from_pretrained(tiny_dir)
     assert model.config._attn_implementation == "sdpa"  # what transformers picks, and what we train with
@@ -124,7 +125,7 @@ def test_graph_is_traced_with_eager_attention_and_the_model_keeps_its_own(tiny_d
 def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(export, tmp_path, monkeypatch):
     import onnx
 
-    from nerforge import onnx as nx
+    import nerforge.onnx_runtime as nx
 
     def optimized_ops(disabled):  # the graph onnxruntime runs, written out at session start
         opts = ort.SessionOptions()
@@ -155,11 +156,11 @@ def test_cpu_sessions_leave_out_the_skip_layer_norm_fusion(export, tmp_path, mon
 
 
 def test_command_adds_onnx_to_a_model_folder_and_touches_nothing_else(tiny_dir, tmp_path, capsys):
-    from nerforge.onnx import main
+    from nerforge.cli.onnx import main
 
     folder = copy_of(tiny_dir, tmp_path)
     before = digest(folder)
-    assert main([str(folder)]) == 0
+    assert main(["--model", str(folder), "--no-int8"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"wrote {folder / 'onnx'}: model.onnx (max abs logit diff vs torch")
     assert sorted(p.name for p in (folder / "onnx").iterdir()) == [FP32_FILE, VERIFICATION_FILE]  # no int8 asked
@@ -169,13 +170,14 @@ def test_command_adds_onnx_to_a_model_folder_and_touches_nothing_else(tiny_dir, 
 
 
 def test_a_failed_fp32_check_leaves_no_onnx_folder(tiny_dir, tmp_path, capsys, monkeypatch):
-    import nerforge.onnx as nx
+    import nerforge.onnx_export as nx
+    from nerforge.cli.onnx import main as onnx_main
 
     real = nx._torch_logits
     monkeypatch.setattr(nx, "_torch_logits", lambda model, inputs: real(model, inputs) + 1e-3)
     folder = copy_of(tiny_dir, tmp_path)
     before = digest(folder)
-    assert nx.main([str(folder), "--quantize"]) == 1
+    assert onnx_main(["--model", str(folder)]) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: fp32 ONNX logits differ from torch's by up to 0.001")
@@ -185,12 +187,13 @@ def test_a_failed_fp32_check_leaves_no_onnx_folder(tiny_dir, tmp_path, capsys, m
 
 
 def test_a_failed_int8_check_keeps_the_previous_onnx_files(export, tmp_path, capsys, monkeypatch):
-    import nerforge.onnx as nx
+    import nerforge.onnx_export as nx
+    from nerforge.cli.onnx import main as onnx_main
 
     monkeypatch.setattr(nx, "MIN_INT8_AGREEMENT", 1.01)
     folder = copy_of(export, tmp_path)
     before = digest(folder)
-    assert nx.main([str(folder), "--quantize"]) == 1
+    assert onnx_main(["--model", str(folder)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "int8 ONNX tags agree with fp32's on" in err[0] and "at least 101% required" in err[0]
     assert digest(folder) == before
@@ -200,7 +203,7 @@ def test_a_failed_int8_check_keeps_the_previous_onnx_files(export, tmp_path, cap
 def test_an_interrupted_export_leaves_the_folder_as_it_was(tiny_dir, tmp_path, monkeypatch):
     """A kill during the export (here: KeyboardInterrupt once model.onnx is half written) never leaves a
     half-written onnx/: the files are assembled beside the folder and swapped in only when verified."""
-    import nerforge.onnx as nx
+    import nerforge.onnx_export as nx
     from nerforge.export import add_onnx
 
     def killed(model, names, example, path):
@@ -221,8 +224,8 @@ def test_export_run_keeps_the_weights_when_onnx_fails(tiny_dir, tmp_path, monkey
     nothing of ONNX) and ExportError (exit 1 of the training script) says what to rerun."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    import nerforge.onnx as nx
-    from nerforge.config import parse_config
+    import nerforge.onnx_export as nx
+    from nerforge.cli.train import parse_config
     from nerforge.export import ExportError, export_run
 
     def broken(*a, **k):
@@ -236,7 +239,7 @@ def test_export_run_keeps_the_weights_when_onnx_fails(tiny_dir, tmp_path, monkey
     msg = str(err.value)
     assert msg.startswith(f"{tmp_path / 'model'} was written without onnx/: torch.onnx.export failed: ")
     assert "RuntimeError: unsupported operator;" in msg and "\n" not in msg
-    assert msg.endswith(f"retry with python -m nerforge.onnx {tmp_path / 'model'} --quantize")
+    assert msg.endswith(f"retry with nerforge onnx --model {tmp_path / 'model'}")
     export = tmp_path / "model"
     assert (export / "model.safetensors").is_file() and not (export / "onnx").exists()
     assert "### ONNX" not in (export / "README.md").read_text()
@@ -280,9 +283,9 @@ def test_fp32_onnx_gives_torch_tags_through_the_same_windows(export):
     import torch
 
     words, docs = sample_sentences()
-    kw = {"max_length": 16, "stride": 3, "context_size": 2, "pack_length": 10, "batch_size": 8}
-    torch_pred = Predictor.from_pretrained(export, device="cpu", **kw)
-    onnx_pred = OnnxPredictor.from_pretrained(export, **kw)
+    windows = export_windows(export).override(max_length=16, stride=3, context_size=2, pack_length=10, batch_size=8)
+    torch_pred = Predictor.from_pretrained(export, windows, device="cpu")
+    onnx_pred = OnnxPredictor.from_pretrained(export, windows)
     assert onnx_pred.describe()["intra_op_threads"] == torch.get_num_threads()
     assert onnx_pred.describe()["backend"] == "onnx" and onnx_pred.file.endswith("onnx/model.onnx")
     a, b = torch_pred.predict_logits(words, docs), onnx_pred.predict_logits(words, docs)
@@ -293,7 +296,9 @@ def test_fp32_onnx_gives_torch_tags_through_the_same_windows(export):
 
 def test_int8_gives_one_tag_per_word(export):
     words, docs = sample_sentences()
-    pred = OnnxPredictor.from_pretrained(export, quantized=True, max_length=16, stride=3)
+    pred = OnnxPredictor.from_pretrained(
+        export, export_windows(export).override(max_length=16, stride=3), quantized=True
+    )
     tags = pred.predict_words(words + [[]], docs + [docs[-1] + 1])
     assert [len(t) for t in tags] == [len(s) for s in words] + [0]
     assert {t for s in tags for t in s} <= set(NER)
@@ -330,8 +335,8 @@ def test_onnx_batches_are_capped_in_padded_pieces_on_the_cpu_only(export):
 def test_predict_and_score_commands_take_backend_and_state_threads(export, tmp_path, capsys):
     import torch
 
-    from nerforge.predict import main as predict
-    from nerforge.score import main as score
+    from nerforge.cli.predict import main as predict
+    from nerforge.cli.score import main as score
 
     outputs = {}
     for backend in ("torch", "onnx"):
@@ -357,12 +362,12 @@ def test_predict_and_score_commands_take_backend_and_state_threads(export, tmp_p
 
 
 def test_backend_errors_exit_2_in_one_line(tiny_dir, capsys):
-    from nerforge.predict import main as predict
-    from nerforge.report import build_parser
+    from nerforge.cli.predict import main as predict
+    from nerforge.cli.report import build_parser
 
     conll = str(SAMPLE_DIR / "test.txt")
     for extra, expected in (
-        (["--backend", "onnx"], f"no onnx/model.onnx; write it with python -m nerforge.onnx {tiny_dir}"),
+        (["--backend", "onnx"], f"no onnx/model.onnx; write it with nerforge onnx --model {tiny_dir}"),
         (["--backend", "onnx-int8", "--bf16"], "--bf16 is for --backend torch"),
     ):
         capsys.readouterr()
@@ -374,9 +379,10 @@ def test_backend_errors_exit_2_in_one_line(tiny_dir, capsys):
 
 
 def test_without_the_extra_the_commands_say_which_to_install(tiny_dir, tmp_path, capsys, monkeypatch):
-    from nerforge.config import ConfigError, parse_config
-    from nerforge.onnx import main as onnx_main
-    from nerforge.predict import main as predict
+    from nerforge.cli.onnx import main as onnx_main
+    from nerforge.cli.predict import main as predict
+    from nerforge.cli.train import parse_config
+    from nerforge.config import ConfigError
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
     hint = "pip install 'nerforge[onnx]'"
@@ -384,7 +390,7 @@ def test_without_the_extra_the_commands_say_which_to_install(tiny_dir, tmp_path,
     assert predict(["--model", str(tiny_dir), "--conll", str(SAMPLE_DIR / "test.txt"), "--backend", "onnx"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --backend onnx: ONNX needs onnxruntime") and hint in err
-    assert onnx_main([str(tiny_dir)]) == 2
+    assert onnx_main(["--model", str(tiny_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ONNX needs onnxruntime, the 'onnx' extra") and hint in err
     assert not (tiny_dir / "onnx").exists()

@@ -13,7 +13,7 @@ from conftest import NER, ROOT, SAMPLE_DIR, read_tagged_conll
 
 from nerforge.features import tokenize_and_window
 from nerforge.metric import score
-from nerforge.predict import Predictor, entities_from_tags, split_words, top_label
+from nerforge.predictor import Predictor, WindowSettings, entities_from_tags, export_windows, split_words, top_label
 
 WORDS = [
     "Mara",
@@ -65,7 +65,7 @@ def run_cli(*args, stdin=None):
 @pytest.fixture
 def cli(capsys, monkeypatch):
     """The command's main() in this process: (exit status, stdout, stderr)."""
-    from nerforge.predict import main
+    from nerforge.cli.predict import main
 
     def run(*args, stdin=None):
         if stdin is not None:
@@ -137,9 +137,8 @@ def test_entities_follow_conlleval_chunks_iob1_and_iob2():
 
 @pytest.mark.parametrize("context_size", [0, 5])
 def test_no_word_lost_at_max_length_16(tiny_model_dir, context_size):
-    p = Predictor.from_pretrained(
-        tiny_model_dir, max_length=16, stride=3, context_size=context_size, batch_size=3, device="cpu"
-    )
+    windows = WindowSettings(max_length=16, stride=3, context_size=context_size, batch_size=3)
+    p = Predictor.from_pretrained(tiny_model_dir, windows, device="cpu")
     sents = random_sentences(1, [1, 3, 40, 0, 100, 7, 15])
     docs = [0, 0, 0, 1, 1, 1, 2]
     tags, probs = p.predict_words_with_scores(sents, docs)
@@ -153,14 +152,14 @@ def test_no_word_lost_at_max_length_16(tiny_model_dir, context_size):
 
 def test_batching_and_sorting_do_not_change_predictions(tiny_model_dir, predictor):
     sents = random_sentences(2, [5, 30, 2, 12, 1, 60])
-    small = Predictor.from_pretrained(tiny_model_dir, batch_size=1, device="cpu")
+    small = Predictor.from_pretrained(tiny_model_dir, WindowSettings(batch_size=1), device="cpu")
     assert small.predict_words(sents) == predictor.predict_words(sents)
     # one sentence at a time gives the same tags as all together
     assert [predictor.predict_words([s])[0] for s in sents] == predictor.predict_words(sents)
 
 
 def test_document_context_changes_windows_not_word_count(tiny_model_dir):
-    p = Predictor.from_pretrained(tiny_model_dir, max_length=32, stride=4, context_size=8, device="cpu")
+    p = Predictor.from_pretrained(tiny_model_dir, WindowSettings(max_length=32, stride=4, context_size=8), device="cpu")
     sents = random_sentences(3, [4, 6, 50, 3, 9])
     docs = [0, 0, 0, 1, 1]
     feats = p._windows(sents, docs)
@@ -184,7 +183,8 @@ def test_document_context_changes_windows_not_word_count(tiny_model_dir):
 
 
 def test_packed_document_context_predicts_every_word_once(tiny_model_dir):
-    p = Predictor.from_pretrained(tiny_model_dir, max_length=32, stride=4, context_size=4, pack_length=20, device="cpu")
+    windows = WindowSettings(max_length=32, stride=4, context_size=4, pack_length=20)
+    p = Predictor.from_pretrained(tiny_model_dir, windows, device="cpu")
     sents = random_sentences(4, [4, 6, 50, 3, 9, 2, 2])
     docs = [0, 0, 0, 1, 1, 1, 2]
     feats = p._windows(sents, docs)
@@ -192,7 +192,9 @@ def test_packed_document_context_predicts_every_word_once(tiny_model_dir):
     tags, probs = p.predict_words_with_scores(sents, docs)
     assert [len(t) for t in tags] == [len(s) for s in sents] == [len(x) for x in probs]
     with pytest.raises(ValueError, match="does not fit"):
-        Predictor.from_pretrained(tiny_model_dir, max_length=32, context_size=8, pack_length=20, device="cpu")
+        Predictor.from_pretrained(
+            tiny_model_dir, WindowSettings(max_length=32, context_size=8, pack_length=20), device="cpu"
+        )
 
 
 def test_default_max_length_is_capped_and_read_from_training_config(tiny_model_dir, predictor, tmp_path):
@@ -208,17 +210,17 @@ def test_default_max_length_is_capped_and_read_from_training_config(tiny_model_d
     ).save(export / "training_config.yaml")
     p = Predictor.from_pretrained(export, device="cpu")
     assert (p.max_length, p.stride, p.context_size, p.batch_size) == (24, 5, 7, 5)
-    p = Predictor.from_pretrained(export, device="cpu", max_length=20, context_size=0)
+    p = Predictor.from_pretrained(export, export_windows(export).override(max_length=20, context_size=0), device="cpu")
     assert (p.max_length, p.stride, p.context_size) == (20, 5, 0)
 
 
 def test_bf16_autocast_and_too_long_max_length(tiny_model_dir):
-    p = Predictor.from_pretrained(tiny_model_dir, max_length=16, bf16=True, device="cpu")
+    p = Predictor.from_pretrained(tiny_model_dir, WindowSettings(max_length=16), bf16=True, device="cpu")
     sents = random_sentences(4, [3, 40])
     tags, probs = p.predict_words_with_scores(sents)
     assert [len(t) for t in tags] == [3, 40] and all(0 < x <= 1 for s in probs for x in s)
     with pytest.raises(ValueError, match="longer than the model's 512 positions"):
-        Predictor.from_pretrained(tiny_model_dir, max_length=1024, device="cpu")
+        Predictor.from_pretrained(tiny_model_dir, WindowSettings(max_length=1024), device="cpu")
 
 
 # ------------------------------------------------------------------ raw text
@@ -376,7 +378,7 @@ def test_cli_bad_input_names_file_and_line(cli, tiny_model_dir, tmp_path, conten
 
 
 def test_min_score_drops_low_entities(cli, tiny_model_dir, tmp_path):
-    from nerforge.predict import drop_low_entities
+    from nerforge.predictor import drop_low_entities
 
     tags = ["B-PER", "I-PER", "O", "B-LOC", "B-ORG"]
     probs = [0.9, 0.5, 0.99, 0.6, 0.95]
@@ -397,7 +399,7 @@ def test_min_score_drops_low_entities(cli, tiny_model_dir, tmp_path):
 
 
 def test_length_batches_cap_windows_and_padded_pieces():
-    from nerforge.predict import length_batches
+    from nerforge.predictor import length_batches
 
     lengths = [3, 5, 8, 8, 10, 40, 41, 100]  # sorted, shortest first
     assert [list(b) for b in length_batches(lengths, 64, None)] == [list(range(8))]

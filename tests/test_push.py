@@ -17,8 +17,9 @@ from huggingface_hub.errors import HfHubHTTPError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from nerforge import push  # noqa: E402
-from nerforge.push import AuthenticationError, IncompleteExportError, PushError, push_export  # noqa: E402
+import nerforge.cli.push as push  # noqa: E402
+import nerforge.hub as push_module  # noqa: E402
+from nerforge.hub import AuthenticationError, IncompleteExportError, PushError, push_export  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MARKER = "hf_MARKERtokenDoNotLeak0123456789"
@@ -143,7 +144,7 @@ def test_push_without_revision_uses_defaults(export_dir, hub, waits):
     assert hub.names() == ["create_repo", "upload_folder"]
     assert hub.calls[0][2]["private"] is False
     kwargs = hub.calls[1][2]
-    assert kwargs["revision"] is None and kwargs["commit_message"] == push.DEFAULT_COMMIT_MESSAGE
+    assert kwargs["revision"] is None and kwargs["commit_message"] == push_module.DEFAULT_COMMIT_MESSAGE
 
 
 def test_token_precedence(export_dir, hub, waits, monkeypatch):
@@ -185,7 +186,7 @@ def test_retries_give_up_with_push_error(export_dir, hub, waits):
     assert waits == [1.0, 2.0, 4.0]
     msg = str(info.value)
     assert "after 4 attempts" in msg and "500" in msg
-    assert "python -m nerforge.push OUTPUT_DIR/model --hub_model_id user/name" in msg
+    assert "nerforge push --model OUTPUT_DIR/model --hub-model-id user/name" in msg
     assert snapshot(export_dir) == before
 
 
@@ -205,7 +206,7 @@ def test_auth_errors_are_not_retried(export_dir, hub, waits, status):
     assert hub.names().count("upload_folder") == 1 and waits == []
     msg = str(info.value)
     assert f"authentication failed for {REPO}: set HF_TOKEN or run `hf auth login`" in msg
-    assert "python -m nerforge.push" in msg
+    assert "nerforge push --model" in msg
     assert snapshot(export_dir) == before
 
 
@@ -245,7 +246,7 @@ def test_token_never_appears_anywhere(export_dir, hub, waits, monkeypatch, capsy
         push_export(export_dir, REPO)
     texts = [str(info.value), repr(info.value), caplog.text]
     hub.failures["upload_folder"] = [http_error(500, f" {MARKER}") for _ in range(10)]
-    code = push.main([str(export_dir), "--hub_model_id", REPO, "--max_retries", "1"])
+    code = push.main(["--model", str(export_dir), "--hub-model-id", REPO, "--max-retries", "1"])
     assert code == 1
     out, err = capsys.readouterr()
     texts += [out, err, caplog.text]
@@ -263,7 +264,8 @@ def test_token_never_appears_anywhere(export_dir, hub, waits, monkeypatch, capsy
 
 def test_cli_success_prints_url(export_dir, hub, waits, capsys):
     code = push.main(
-        [str(export_dir), "--hub_model_id", REPO, "--private", "--revision", "dev", "--commit_message", "hello"]
+        ["--model", str(export_dir), "--hub-model-id", REPO, "--hub-private", "--hub-revision", "dev"]
+        + ["--hub-commit-message", "hello"]
     )
     assert code == 0
     assert capsys.readouterr().out.strip() == URL
@@ -273,7 +275,7 @@ def test_cli_success_prints_url(export_dir, hub, waits, capsys):
 
 def test_cli_failure_is_one_line_exit_1(export_dir, hub, waits, capsys):
     hub.failures["create_repo"] = [http_error(401)]
-    assert push.main([str(export_dir), "--hub_model_id", REPO]) == 1
+    assert push.main(["--model", str(export_dir), "--hub-model-id", REPO]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("error: authentication failed")
@@ -282,12 +284,12 @@ def test_cli_failure_is_one_line_exit_1(export_dir, hub, waits, capsys):
 
 def test_cli_bad_arguments_exit_2(export_dir, hub, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
-        push.main([str(export_dir)])  # no --hub_model_id
+        push.main(["--model", str(export_dir)])  # no --hub-model-id
     assert info.value.code == 2
-    assert push.main([str(export_dir), "--hub_model_id", "not a/valid//id"]) == 2
-    assert push.main([str(tmp_path / "nowhere"), "--hub_model_id", REPO]) == 2
+    assert push.main(["--model", str(export_dir), "--hub_model_id", "not a/valid//id"])  # the config spelling == 2
+    assert push.main(["--model", str(tmp_path / "nowhere"), "--hub-model-id", REPO]) == 2
     (export_dir / "config.json").unlink()
-    assert push.main([str(export_dir), "--hub_model_id", REPO]) == 2
+    assert push.main(["--model", str(export_dir), "--hub-model-id", REPO]) == 2
     err = capsys.readouterr().err
     assert "config.json" in err and "Traceback" not in err
     assert hub.calls == []
@@ -303,7 +305,7 @@ def test_cli_as_module_incomplete_export(tmp_path):
         PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "nerforge.push", str(folder), "--hub_model_id", REPO],
+        [sys.executable, "-m", "nerforge.push", "--model", str(folder), "--hub-model-id", REPO],
         cwd=tmp_path,
         env=env,
         capture_output=True,

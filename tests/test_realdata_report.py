@@ -46,7 +46,7 @@ def export(tmp_path_factory):
 
 
 def test_report_on_conll2003_test_with_conllpp_beside_it(export, tmp_path):
-    from nerforge.report import main
+    from nerforge.cli.report import main
 
     out = tmp_path / "report"
     args = ["--model", str(export), "--data-dir", str(CONLL_DIR), "--split", "test", "--extra-test", str(CONLLPP)]

@@ -40,7 +40,7 @@ SITECUSTOMIZE = textwrap.dedent("""
 
     if fault.startswith("push_"):
         import huggingface_hub
-        import nerforge.push as push
+        import nerforge.hub as push
 
         attempts = {"n": 0}
 
@@ -125,7 +125,7 @@ class Session:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     tmp = tmp_path_factory.mktemp("faults")
     write_corpus(tmp / "corpus", seed=2, sizes=(("train", 32), ("valid", 16), ("test", 16)))
@@ -138,14 +138,14 @@ def push_500(session):
 
 
 def test_push_500_is_retried_then_exits_1_with_export_intact(session, push_500):
-    from nerforge.push import check_export_dir
+    from nerforge.hub import check_export_dir
 
     p, calls = push_500
     assert p.returncode == 1, p.stderr[-3000:]
     assert "Traceback" not in p.stderr
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
     assert len(err) == 1 and "push to x/y failed after 4 attempts while trying to upload the folder" in err[0]
-    assert "Local export" in err[0] and "unchanged" in err[0] and "python -m nerforge.push" in err[0]
+    assert "Local export" in err[0] and "unchanged" in err[0] and "nerforge push --model" in err[0]
     uploads = [c for c in calls if c["call"] == "upload_folder"]
     assert len(uploads) == 4 and [c["seconds"] for c in calls if c["call"] == "sleep"] == [2.0, 4.0, 8.0]
     export = session.out / "model"
@@ -163,7 +163,7 @@ def test_push_401_not_retried_and_timeouts_retried(session, push_500):
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "authentication failed for x/y" in p.stderr and "HF_TOKEN" in p.stderr
     assert [c["call"] for c in calls].count("upload_folder") == 1 and not [c for c in calls if c["call"] == "sleep"]
-    from nerforge.push import check_export_dir
+    from nerforge.hub import check_export_dir
 
     check_export_dir(session.out / "model")
     after_401 = folder_digest(session.out / "model")
@@ -206,7 +206,7 @@ def tiny_export(tmp_path):
     from conftest import NER
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from nerforge.config import parse_config
+    from nerforge.cli.train import parse_config
     from nerforge.export import export_run
     from nerforge.modeling import build_tiny_bert
 

@@ -148,7 +148,7 @@ def test_bad_input(key, tool, tiny_model, tmp_path, capsys, monkeypatch):
         text = path.read_bytes().decode(encoding)
         assert all(tok in text for sent in valid for tok in sent)  # tokens kept as written
     else:
-        from nerforge.predict import main
+        from nerforge.cli.predict import main
 
         out = tmp_path / "tagged.txt"
         capsys.readouterr()

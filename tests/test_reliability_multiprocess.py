@@ -79,7 +79,7 @@ def launch(cmd, out, check=True, use_cpu=False):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from nerforge.modeling import build_tiny_bert
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     tmp = tmp_path_factory.mktemp("mp")
     write_corpus(tmp / "corpus", seed=3, sizes=tuple(SIZES.items()))
@@ -204,7 +204,7 @@ def test_two_process_training_completes_and_exports(setup):
     assert all(math.isfinite(h["loss"]) for h in metrics["history"] if "loss" in h)
     for split, size in (("validation", SIZES["valid"]), ("test", SIZES["test"])):
         assert metrics[split]["num_sentences"] == size
-    from nerforge.push import check_export_dir
+    from nerforge.hub import check_export_dir
 
     check_export_dir(out / "model")
     assert (out / "checkpoints" / "step-000003" / "trainer_state.json").is_file()

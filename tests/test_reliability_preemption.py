@@ -104,7 +104,7 @@ def steps(log_dir: Path, ranks: int, accumulation: int, first: int, upto: int) -
 
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory):
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     d = tmp_path_factory.mktemp("preempt")
     write_corpus(d / "corpus", seed=1, sizes=(("train", 96), ("valid", 40), ("test", 40)))
@@ -222,7 +222,7 @@ def test_one_process_resumed_as_two(tmp, reference_2proc):
 
 
 def test_check_layout_says_what_to_pass():
-    from train_accelerate import RunError, check_layout
+    from nerforge.training import RunError, check_layout
 
     def layout(n, b, a):
         return {"num_processes": n, "per_device_train_batch_size": b, "gradient_accumulation_steps": a}

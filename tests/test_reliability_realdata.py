@@ -85,7 +85,7 @@ def test_evaluation_scores_every_gold_word(setup, max_length):
 
 @pytest.mark.parametrize("max_length", LENGTHS)
 def test_predict_command_tags_every_gold_word(setup, max_length, capsys):
-    from nerforge.predict import main
+    from nerforge.cli.predict import main
 
     tmp, data, model = setup
     out = tmp / f"pred{max_length}.txt"

@@ -39,7 +39,7 @@ TORCH_LOAD_LOGGER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     d = tmp_path_factory.mktemp("corpus")
     write_corpus(d, seed=1, sizes=(("train", 96), ("valid", 40), ("test", 40)))
@@ -203,9 +203,10 @@ def test_resume_loads_every_pickle_with_weights_only(killed_twice):
 def test_trust_remote_code_is_off(reference, monkeypatch):
     import transformers
 
-    from nerforge.config import ModelConfig, parse_config
+    from nerforge.cli.train import parse_config
+    from nerforge.config import ModelConfig
     from nerforge.modeling import load_model_and_tokenizer
-    from nerforge.predict import Predictor
+    from nerforge.predictor import Predictor
 
     assert ModelConfig().trust_remote_code is False
     assert parse_config(["--tiny_model"]).model.trust_remote_code is False

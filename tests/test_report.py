@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import ROOT, SAMPLE_DIR, read_tagged_conll
 
+from nerforge.cli.report import main
 from nerforge.metric import score
-from nerforge.report import main
 from nerforge.taxonomy import KINDS
 
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 from conftest import NER, ROOT, SAMPLE_DIR
 
+from nerforge.cli.score import main
 from nerforge.metric import prefix_bare_labels, score
-from nerforge.predict import Predictor
-from nerforge.score import main
+from nerforge.predictor import Predictor, export_windows
 
 BARE = ["O", "PER", "ORG", "LOC", "MISC"]
 
@@ -62,7 +62,7 @@ def run_score(capsys, *args):
 
 
 def by_hand(model_dir, split, bare=False, **kw):
-    p = Predictor.from_pretrained(model_dir, device="cpu", **kw)
+    p = Predictor.from_pretrained(model_dir, export_windows(model_dir).override(**kw), device="cpu")
     pred = p.predict_words(split["tokens"], split["document_id"])
     if bare:
         pred = [prefix_bare_labels([t if t == "O" else "I-" + t for t in s]) for s in pred]

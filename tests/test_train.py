@@ -53,7 +53,7 @@ def run(*args, env=None, check=True):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     d = tmp_path_factory.mktemp("corpus")
     write_corpus(d, seed=1, sizes=(("train", 96), ("valid", 40), ("test", 40)))
@@ -170,12 +170,12 @@ def test_packed_document_context_trains_and_scores_every_sentence(corpus, tmp_pa
     assert (saved["data"]["context_size"], saved["data"]["pack_length"]) == (8, 40)
     # what pipeline('ner') gets (each sentence alone) is scored too, and the card says it
     from nerforge.config import DataConfig
-    from nerforge.predict import Predictor
-    from nerforge.score import load_split, score_split
+    from nerforge.predictor import Predictor, export_windows
+    from nerforge.scoring import load_split, score_split
 
     alone = metrics["sentence_alone"]
     assert set(alone) == {"validation", "test"}
-    predictor = Predictor.from_pretrained(str(out / "model"), context_size=0, pack_length=0)
+    predictor = Predictor.from_pretrained(str(out / "model"), export_windows(out / "model").alone())
     test = load_split("test", DataConfig(data_dir=str(corpus)))
     assert alone["test"]["f1"] == pytest.approx(score_split(predictor, test)["f1"], abs=1e-9)
     assert f"test, each sentence alone (as pipeline('ner') sees it): F1 {100 * alone['test']['f1']:.2f}" in p.stdout
@@ -215,7 +215,7 @@ def test_export_loads_in_pipeline_with_whole_entities(finished_run):
 
 
 def test_memorises_twenty_sentences(tmp_path):
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     write_corpus(tmp_path / "d", seed=5, sizes=(("train", 20),))
     for name in ("valid", "test"):  # score on the very sentences it trains on
@@ -348,7 +348,7 @@ def test_bad_config_and_bad_data_exit_2_without_traceback(tmp_path):
 def test_per_split_file_names_and_a_position_limit(tmp_path):
     """WNUT-style file names train without renaming; a max_length over the model's positions is one
     line and exit 2, the check shared with the predictor (nerforge.modeling.position_limit)."""
-    from nerforge.sample import write_corpus
+    from nerforge.sample_corpus import write_corpus
 
     d = tmp_path / "d"
     write_corpus(d, seed=3, sizes=(("train", 24), ("valid", 8), ("test", 8)))
@@ -374,9 +374,9 @@ def test_calibration_keeps_every_tag_and_lowers_the_validation_nll(finished_run)
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from conll2003_loader import load_splits
-    from nerforge.calibrate import nll
+    from nerforge.calibration import nll
     from nerforge.config import load_saved
-    from nerforge.predict import Predictor
+    from nerforge.predictor import Predictor, WindowSettings
 
     out, _ = finished_run
     cal = json.loads((out / "metrics.json").read_text())["calibration"]
@@ -384,8 +384,8 @@ def test_calibration_keeps_every_tag_and_lowers_the_validation_nll(finished_run)
     cfg = load_saved(out / "model" / "training_config.yaml")
     splits = load_splits(**cfg.data.loader_kwargs())
     tok = AutoTokenizer.from_pretrained(out / "model")
-    kw = {"max_length": cfg.data.max_length, "stride": cfg.data.stride, "device": "cpu"}
-    before = Predictor(AutoModelForTokenClassification.from_pretrained(out / "best_model"), tok, **kw)
+    windows = WindowSettings(max_length=cfg.data.max_length, stride=cfg.data.stride)
+    before = Predictor(AutoModelForTokenClassification.from_pretrained(out / "best_model"), tok, windows, device="cpu")
     after = Predictor.from_pretrained(out / "model", device="cpu")
     for split in ("validation", "test"):
         z0 = torch.cat(before.predict_logits(splits[split]["tokens"]))

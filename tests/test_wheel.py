@@ -23,7 +23,7 @@ INSIDE = textwrap.dedent("""
 
     import conll2003_loader, nerforge
     from nerforge.card import DEFAULT_TEMPLATE, render_model_card
-    from nerforge.config import parse_config
+    from nerforge.cli.train import parse_config
     from nerforge.modeling import build_tiny_bert
 
     sample = files("nerforge") / "sample_data"
@@ -44,7 +44,7 @@ INSIDE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_wheel_installs_renders_a_card_and_predicts_outside_the_checkout(tmp_path):
+def test_wheel_installs_trains_the_quick_start_and_predicts_outside_the_checkout(tmp_path):
     # Built from a copy of the source tree: an in-place build would leave build/ behind, whose stale
     # files a later build could pack.
     src = tmp_path / "src"
@@ -92,3 +92,31 @@ def test_wheel_installs_renders_a_card_and_predicts_outside_the_checkout(tmp_pat
     lines = [json.loads(line) for line in p.stdout.splitlines()]
     assert [r["text"] for r in lines] == ["Mara Lindqvist said .", "", "Mara said ."]
     assert all(isinstance(r["entities"], list) for r in lines)
+
+    # The console command from the wheel: help, then the quick start trained from an empty folder by its
+    # bundled name, predicted and scored.
+    nerforge = venv / "bin" / "nerforge"
+    assert nerforge.is_file()
+    p = subprocess.run([str(nerforge), "--help"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and all(c in p.stdout for c in ("train", "predict", "score", "onnx", "push", "data"))
+    p = subprocess.run([str(nerforge), "train", "--help"], cwd=work, env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and "--config" in p.stdout and "examples:" in p.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    train = [str(nerforge), "train", "--config", "quickstart", "--report-to", "none", "--num-train-epochs", "2"]
+    p = subprocess.run(train, cwd=empty, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    export = empty / "outputs" / "quickstart" / "model"
+    assert "exported to outputs/quickstart/model" in p.stdout
+    assert {"model.safetensors", "README.md", "training_config.yaml", "metrics.json"} <= {f.name for f in export.iterdir()}
+    (empty / "in.txt").write_text("Mara Lindqvist said Northwind Bank would open an office in Port Ellis .\n")
+    predict = [str(nerforge), "predict", "--model", str(export), "in.txt", "--quiet"]
+    p = subprocess.run(predict, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads(p.stdout)["text"].startswith("Mara Lindqvist")
+    score = [str(nerforge), "score", "--model", str(export), "--data-dir", "bundled:sample", "--quiet"]
+    p = subprocess.run(score, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    metrics = json.loads(p.stdout)
+    assert metrics["num_sentences"] == got["sizes"]["test"] and 0 <= metrics["f1"] <= 1
+    assert sorted(f.name for f in empty.iterdir()) == ["in.txt", "outputs"]

@@ -47,11 +47,19 @@ class BadInput(ValueError):
 # ---------------------------------------------------------------------------------------------- help
 
 
+def shown_option_strings(action: argparse.Action) -> list[str]:
+    """The spellings --help shows: not the hidden aliases (:func:`add_alias`), and no snake_case one
+    where a kebab-case one exists."""
+    hidden = getattr(action, "hidden_aliases", set())
+    strings = [o for o in action.option_strings if o not in hidden]
+    return [o for o in strings if "_" not in o] or strings
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, descriptions and examples kept as written, snake_case aliases hidden."""
+    """Defaults shown, descriptions and examples kept as written, aliases hidden."""
 
     def _format_action_invocation(self, action):
-        shown = [o for o in action.option_strings if "_" not in o] or action.option_strings
+        shown = shown_option_strings(action)
         if shown == action.option_strings:
             return super()._format_action_invocation(action)
         copy = argparse.Action(shown, action.dest, nargs=action.nargs, metavar=action.metavar)
@@ -74,10 +82,12 @@ def make_parser(prog: str, description: str, examples: list[str]) -> argparse.Ar
 
 
 def add_alias(parser: argparse.ArgumentParser, dest: str, alias: str) -> None:
-    """An extra spelling of an existing option (hidden from --help when it has an underscore)."""
+    """An extra spelling of an existing option (an older name, or the config's snake_case one), accepted
+    but not shown by --help."""
     for action in parser._actions:
         if action.dest == dest and action.option_strings:
             action.option_strings.append(alias)
+            action.hidden_aliases = getattr(action, "hidden_aliases", set()) | {alias}
             parser._option_string_actions[alias] = action
             return
     raise KeyError(dest)
@@ -253,7 +263,6 @@ def show_logs(level: int = logging.INFO) -> None:
     if not any(isinstance(h, _Console) for h in log.handlers):
         log.addHandler(_Console())
     log.setLevel(level)
-    log.propagate = False
 
 
 def exit_status(error: BaseException) -> int | None:

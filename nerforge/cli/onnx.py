@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nerforge.cli.common import Timer, add_alias, add_quiet, make_parser, run
+from nerforge.cli.common import Timer, add_quiet, make_parser, run
 
 DESCRIPTION = """Export a model folder to ONNX: MODEL/onnx/model.onnx (fp32) and, unless --no-int8,
 MODEL/onnx/model_quantized.onnx (dynamic int8 weights), the layout ONNX Runtime, Optimum-style loaders
@@ -31,7 +31,7 @@ def build_parser(prog: str = "nerforge onnx") -> argparse.ArgumentParser:
         default=True,
         help="also write and verify the dynamic int8 model_quantized.onnx (as training's export_onnx_int8)",
     )
-    add_alias(p, "int8", "--quantize")  # its name before 0.2, when fp32 alone was the default
+    p.add_argument("--quantize", dest="int8", action="store_true", help=argparse.SUPPRESS)  # the name before 0.2
     add_quiet(p)
     return p
 
