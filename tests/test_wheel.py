@@ -108,7 +108,9 @@ def test_wheel_installs_trains_the_quick_start_and_predicts_outside_the_checkout
     assert p.returncode == 0, p.stderr[-3000:]
     export = empty / "outputs" / "quickstart" / "model"
     assert "exported to outputs/quickstart/model" in p.stdout
-    assert {"model.safetensors", "README.md", "training_config.yaml", "metrics.json"} <= {f.name for f in export.iterdir()}
+    assert {"model.safetensors", "README.md", "training_config.yaml", "metrics.json"} <= {
+        f.name for f in export.iterdir()
+    }
     (empty / "in.txt").write_text("Mara Lindqvist said Northwind Bank would open an office in Port Ellis .\n")
     predict = [str(nerforge), "predict", "--model", str(export), "in.txt", "--quiet"]
     p = subprocess.run(predict, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
