@@ -11,18 +11,20 @@ windows (``conll2003_loader.load_splits`` + ``nerforge.features.build_features``
 tokenizer, ids taken modulo the vocabulary) where ``../shared`` is there (``--smoke``: only with
 ``--lengths real``), else random ids with the
 window lengths of bench/conll2003_shapes.json (the same windows' lengths, computed once from the real
-data), else synthetic lengths. Batches are the loop's: configs/bert-*.yaml's windows (packed document
-context) and batch size, ``LengthGroupedBatchSampler``, ``collate`` padded to ``pad_multiple(device)``
-(8 on CUDA), a DataLoader with pinned memory on CUDA; the step is the loop's (forward under bf16
-autocast when asked, backward, clipping, the AdamW that ``nerforge.modeling.build_optimizers`` makes,
-one host sync per step as the loop's stop-signal check does).
+data), else synthetic lengths. Batches come from the loop's own ``nerforge.training.train_loader``
+(configs/bert-*.yaml's windows, packed document context, and batch size; length-grouped, padded to
+``pad_multiple(device)``, 8 on CUDA; pinned memory on CUDA); the step is the loop's own
+``nerforge.training.training_step`` (forward under bf16 autocast when asked, backward, clipping, the
+AdamW that ``nerforge.modeling.build_optimizers`` makes), plus one host sync per step as the loop's
+stop-signal check does.
 
 Rows, each in try/except, each written to the JSON as soon as it is done (a partial file is valid):
 the GEMM peaks (bf16, TF32, fp32, one large matrix product each); training in fp32, TF32 and bf16
 autocast (sentences/s, real pieces/s, MFU against the measured bf16 GEMM peak, peak GPU memory); our
 Predictor (inference, fp32 and bf16, on synthetic words shaped like the test split's); the ONNX model
-(``nerforge.onnx_export``'s verified export and ``nerforge.onnx_runtime.OnnxPredictor``) under onnxruntime's
-CUDA provider where that is installed (else a row saying so). A global ``--budget-s`` skips the rows that no longer fit. Nothing here
+(``nerforge.onnx_export``'s verified export and ``nerforge.onnx_runtime.OnnxPredictor``) under
+onnxruntime's CUDA provider where that is installed (else a row saying so). A global ``--budget-s``
+skips the rows that no longer fit. Nothing here
 asserts on speed: it measures and reports.
 """
 
@@ -518,7 +520,7 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
     torch, dev = ctx.torch, ctx.device
     from nerforge.features import pad_multiple
     from nerforge.modeling import build_optimizers
-    from nerforge.training import train_loader
+    from nerforge.training import train_loader, training_step
 
     s = ctx.data.shapes[shape]
     dataset, lengths, per_window, mod_ids = ctx.data.train_set(shape)
@@ -541,6 +543,11 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
     )
     pin = loader.pin_memory
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+
+    def forward(**kw):  # accelerate wraps the model's forward in autocast; backward runs outside it
+        with autocast:
+            return model(**kw)
+
     counter = PieceCounter(torch, dev)
     loss_sum = torch.zeros((), device=dev)
 
@@ -558,18 +565,20 @@ def train_row(ctx, arch: str, precision: str, shape: str, *, loop_sync: bool = T
         batch = next(it)
         # accelerate's default send_to_device (non_blocking=False); pinned pages make the copy direct
         b = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
-        with autocast:  # accelerate wraps the forward in autocast; backward runs outside it
-            out = model(**b)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # accelerator.clip_grad_norm_ (max_grad_norm 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
+        # the loop's own step; its clipping is clip_grad_norm_ (max_grad_norm 1.0) on one process
+        loss = training_step(
+            forward,
+            b,
+            [optimizer],
+            backward=lambda loss: loss.backward(),
+            clip=lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0),
+        )
         n = b["attention_mask"].sum(1)
         counter.pieces += n.sum()
         counter.sq += (n * n).sum()
         counter.windows += int(n.shape[0])
         counter.padded += int(b["attention_mask"].numel())
-        loss_sum = loss_sum + out.loss.detach()
+        loss_sum = loss_sum + loss
         if loop_sync:  # nerforge/training.py: received = torch.tensor(..., device); bool(received.item())
             torch.tensor(0, device=dev).item()
 

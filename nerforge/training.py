@@ -289,6 +289,20 @@ def train_loader(
     return sampler, loader
 
 
+def training_step(model, batch, optimizers, *, backward, clip=None):
+    """One micro-step: forward with labels, backward, clip (when given), every optimizer's step; the loss,
+    detached. The loop runs it inside ``accelerator.accumulate`` with accelerate's backward and clipping;
+    bench/gpu.py measures this same step with plain ones."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    backward(out.loss)
+    if clip is not None:
+        clip()
+    for o in optimizers:
+        o.step()
+        o.zero_grad()
+    return out.loss.detach()
+
+
 def clip_gradients(accelerator: Accelerator, model, max_norm: float, sparse: bool) -> None:
     if sparse:  # accelerate's clipping skips sparse gradients; ours puts them into the same norm
         clip_grad_norm(model.parameters(), max_norm)
@@ -571,16 +585,17 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
                 loader = accelerator.skip_first_batches(train_dl, done_in_epoch * t.gradient_accumulation_steps)
             for batch in loader:
                 with accelerator.accumulate(model):
-                    out = model(
-                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+                    loss = training_step(
+                        model,
+                        batch,
+                        optimizers,
+                        backward=accelerator.backward,
+                        # accelerate's prepared optimizers skip their step until the last micro-step
+                        clip=partial(clip_gradients, accelerator, model, t.max_grad_norm, t.sparse_embedding_updates)
+                        if accelerator.sync_gradients
+                        else None,
                     )
-                    accelerator.backward(out.loss)
-                    if accelerator.sync_gradients:
-                        clip_gradients(accelerator, model, t.max_grad_norm, sparse=t.sparse_embedding_updates)
-                    for o in optimizers:
-                        o.step()
-                        o.zero_grad()
-                running_loss += out.loss.detach()
+                running_loss += loss
                 running_n += 1
                 seen_windows += batch["input_ids"].shape[0]
                 seen_pieces += batch["attention_mask"].sum()

@@ -108,7 +108,7 @@ def hub(monkeypatch):
 @pytest.fixture
 def waits(monkeypatch):
     recorded: list[float] = []
-    monkeypatch.setattr(push, "time", SimpleNamespace(sleep=recorded.append))
+    monkeypatch.setattr(push_module, "time", SimpleNamespace(sleep=recorded.append))
     return recorded
 
 
@@ -286,7 +286,7 @@ def test_cli_bad_arguments_exit_2(export_dir, hub, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
         push.main(["--model", str(export_dir)])  # no --hub-model-id
     assert info.value.code == 2
-    assert push.main(["--model", str(export_dir), "--hub_model_id", "not a/valid//id"])  # the config spelling == 2
+    assert push.main(["--model", str(export_dir), "--hub_model_id", "not a/valid//id"]) == 2  # the config spelling
     assert push.main(["--model", str(tmp_path / "nowhere"), "--hub-model-id", REPO]) == 2
     (export_dir / "config.json").unlink()
     assert push.main(["--model", str(export_dir), "--hub-model-id", REPO]) == 2

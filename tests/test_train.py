@@ -329,7 +329,7 @@ def test_existing_output_dir_is_not_overwritten(finished_run, corpus):
     out, _ = finished_run
     before = (out / "model" / "model.safetensors").read_bytes()
     p = run("--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "1", check=False)
-    assert p.returncode == 2 and "--overwrite_output_dir" in p.stderr
+    assert p.returncode == 2 and "--overwrite-output-dir" in p.stderr
     assert (out / "model" / "model.safetensors").read_bytes() == before
 
 
