@@ -16,7 +16,16 @@ tags likewise. Columns are split on ASCII spaces/tabs only, never on other Unico
 
 from .builder import DEFAULT_URLS, SPLIT_FILE_NAMES, Conll2003, Conll2003Config, prepare
 from .load import builder_options, load_conll, load_splits
-from .parsing import CHUNK_TAGS, NER_TAGS, POS_TAGS, ConllFormatError, infer_label_names, iob1_to_iob2, read_conll
+from .parsing import (
+    CHUNK_TAGS,
+    NER_TAGS,
+    POS_TAGS,
+    ConllFormatError,
+    infer_label_names,
+    iob1_to_iob2,
+    iob2_to_iob1,
+    read_conll,
+)
 
 __all__ = [
     "Conll2003",
@@ -29,6 +38,7 @@ __all__ = [
     "SPLIT_FILE_NAMES",
     "infer_label_names",
     "iob1_to_iob2",
+    "iob2_to_iob1",
     "read_conll",
     "load_conll",
     "load_splits",

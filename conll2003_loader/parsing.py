@@ -116,6 +116,19 @@ def iob1_to_iob2(tags: Sequence[str]) -> list:
     return out
 
 
+def iob2_to_iob1(tags: Sequence[str]) -> list:
+    """IOB2 (or IOB1) tags in IOB1: an entity starts with ``I-X``, and with ``B-X`` only where it directly
+    follows another ``X`` entity (the original CoNLL-2003 files' scheme)."""
+    out, prev = [], "O"
+    for tag in iob1_to_iob2(tags):
+        if tag.startswith("B-") and (prev == "O" or prev[2:] != tag[2:]):
+            out.append("I-" + tag[2:])
+        else:
+            out.append(tag)
+        prev = tag
+    return out
+
+
 def infer_label_names(tags) -> list:
     """``O`` first, then the entity types sorted, each as ``B-X``, ``I-X``."""
     types = sorted({t[2:] for t in tags if t != "O"})

@@ -299,6 +299,21 @@ def _detect_uncased(export_dir: Path, do_lower_case: bool | None, model_name: st
     return "uncased" in (model_name or "").lower()
 
 
+def data_name(d) -> str:
+    """What the data is called when the config does not say: the prepared dataset's or the data folder's
+    name (the training file's folder without one), or conll2003 when the raw release is downloaded."""
+    from nerforge.config import data_path
+
+    train_dir = str(Path(d.train_file).parent) if d.train_file else None
+    for source in (d.dataset_path, data_path(d.data_dir), train_dir):
+        if source:
+            path = Path(source)
+            name = path.resolve().name if path.exists() else path.name
+            if name:
+                return name
+    return "conll2003"
+
+
 def render_model_card(
     export_dir: str | os.PathLike,
     cfg: RunConfig,
@@ -324,10 +339,7 @@ def render_model_card(
     base_name = m.model_name_or_path
     base_model = None if m.tiny_model or _looks_local(base_name) else base_name
 
-    dataset_id = d.dataset_name or None
-    if not dataset_id:
-        source = d.dataset_path or d.data_dir
-        dataset_id = Path(str(source)).name if source else "conll2003"
+    dataset_id = d.dataset_name or data_name(d)
     is_conll = "conll2003" in dataset_id.lower().replace("-", "").replace("_", "")
     dataset_pretty = "CoNLL-2003" if is_conll else dataset_id
 

@@ -17,6 +17,7 @@ made-up sample corpus shipped with the package, so both work from any folder aft
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,13 @@ class DataConfig:
     test_file: Optional[str] = field(
         default=None, metadata={"help": "Test file: a name in data_dir or a path (e.g. emerging.test.annotated)."}
     )
-    dataset_name: str = field(default="conll2003", metadata={"help": "Name given to the data in the model card."})
+    dataset_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Name given to the data in the model card (default: the name of the data folder or prepared "
+            "dataset; conll2003 when the raw release is downloaded)."
+        },
+    )
     tagging_scheme: Literal["iob2", "iob1"] = field(
         default="iob2", metadata={"help": "Tags to train on: iob2 (converted, default) or the raw files' iob1."}
     )
@@ -186,7 +193,10 @@ class TrainingConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Micro-steps whose gradients are summed before one optimizer step."}
     )
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of AdamW (after warmup)."})
+    learning_rate: float = field(
+        default=3e-5,
+        metadata={"help": "Peak learning rate of AdamW (after warmup); 2e-5 to 5e-5 is the usual BERT fine-tune."},
+    )
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and layer norms)."})
     warmup_ratio: float = field(
         default=0.1, metadata={"help": "Share of the optimizer steps spent warming the learning rate up from 0."}
@@ -220,14 +230,27 @@ class TrainingConfig:
         default=42,
         metadata={"help": "Seed of the new classification head, dropout, the batch order and the tiny model."},
     )
-    eval_steps: int = field(
-        default=0, metadata={"help": "Evaluate every N optimizer steps (0: at the end of every epoch)."}
+    eval_steps: float = field(
+        default=0,
+        metadata={
+            "help": "Evaluate every N optimizer steps; a value below 1 is that fraction of the run (0.2: 5 times, "
+            "whatever the number of processes); 0: at the end of every epoch."
+        },
     )
-    save_steps: int = field(
-        default=0, metadata={"help": "Checkpoint every N optimizer steps (0: at the end of every epoch)."}
+    save_steps: float = field(
+        default=0,
+        metadata={
+            "help": "Checkpoint every N optimizer steps; a value below 1 is that fraction of the run; 0: at the "
+            "end of every epoch."
+        },
     )
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
-    logging_steps: int = field(default=50, metadata={"help": "Log the training loss every N optimizer steps."})
+    logging_steps: float = field(
+        default=50,
+        metadata={
+            "help": "Log the training loss every N optimizer steps; a value below 1 is that fraction of the run."
+        },
+    )
     early_stopping_patience: int = field(
         default=0, metadata={"help": "Stop after N evaluations without a better validation F1 (0: never)."}
     )
@@ -367,6 +390,14 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if t.gradient_accumulation_steps < 1 or t.per_device_train_batch_size < 1 or t.per_device_eval_batch_size < 1:
         raise ConfigError("batch sizes and gradient_accumulation_steps must be >= 1")
+    for name in ("eval_steps", "save_steps", "logging_steps"):
+        value = getattr(t, name)
+        if value < 0 or (value >= 1 and value != int(value)):
+            raise ConfigError(
+                f"training.{name}: expected a whole number of steps or a fraction of the run below 1, got {value}"
+            )
+    if not t.logging_steps:
+        raise ConfigError("training.logging_steps: expected a number of steps or a fraction above 0, got 0")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"training.warmup_ratio: expected a value in [0, 1), got {t.warmup_ratio}")
     if t.push_to_hub and not t.hub_model_id:
@@ -374,6 +405,16 @@ def validate(cfg: RunConfig) -> RunConfig:
             "training.push_to_hub needs training.hub_model_id (e.g. your-name/bert-large-cased-conll2003)"
         )
     return cfg
+
+
+def steps_between(value: float, max_steps: int, default: int) -> int:
+    """Optimizer steps between two evaluations (checkpoints, log lines): ``value`` steps; a value below 1
+    is that fraction of the run's ``max_steps`` (rounded up, at least 1); 0 is ``default``."""
+    if not value:
+        return max(1, default)
+    if value < 1:
+        return max(1, math.ceil(value * max_steps))
+    return int(value)
 
 
 def read_yaml(path: str | Path) -> dict:

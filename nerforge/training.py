@@ -39,7 +39,7 @@ from nerforge.atomic import usual_modes, write_json_atomic
 from nerforge.calibration import calibrate_model, summary_line
 from nerforge.card import RECOMMENDED_AGGREGATION
 from nerforge.checkpoint import STATE_FILE, CheckpointInvalid, find_checkpoint, write_manifest
-from nerforge.config import RunConfig
+from nerforge.config import RunConfig, steps_between
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
     LengthGroupedBatchSampler,
@@ -125,6 +125,9 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
         cpu=world_size > 1 and not torch.cuda.is_available(),
         project_config=ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "logs")),
     )
+    mismatch = distribution_mismatch(os.environ, accelerator.distributed_type.value, accelerator.device.type)
+    if mismatch:
+        raise RunError(mismatch)
     if accelerator.num_processes != world_size:
         raise RunError(
             f"launched as {world_size} processes but accelerate sees {accelerator.num_processes}; "
@@ -140,6 +143,25 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
             f"{accelerator.mixed_precision})"
         )
     return accelerator
+
+
+# What `accelerate launch` sets when its config asks for a sharded setup, and the distributed type that
+# must then be running.
+SHARDED_LAUNCHES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DEEPSPEED"}
+
+
+def distribution_mismatch(env, got: str, device: str) -> str | None:
+    """What is wrong when the launch asked for FSDP or DeepSpeed and accelerate set up something else
+    (on a machine without GPUs accelerate runs such configs as plain DDP or one-process worlds, silently);
+    None when it got what was asked."""
+    for var, wanted in SHARDED_LAUNCHES.items():
+        if str(env.get(var, "")).lower() in ("1", "true", "yes") and got != wanted:
+            return (
+                f"the launch asked for {wanted} ({var}) but accelerate set up {got} on {device}; {wanted} needs "
+                f"GPUs (accelerate runs it as {got} elsewhere): launch without that config, e.g. "
+                f"--config_file configs/accelerate/cpu-2proc.yaml"
+            )
+    return None
 
 
 def lock_output_dir(cfg: RunConfig, accelerator: Accelerator) -> RunLock | None:
@@ -194,6 +216,36 @@ def load_data(cfg: RunConfig, accelerator: Accelerator):
     if missing:
         raise RunError(f"training needs a train and a validation split; missing: {', '.join(missing)}")
     return raw
+
+
+def has_documents(split) -> bool:
+    """Whether a split's sentences are grouped into documents (CoNLL's -DOCSTART- lines): more than one
+    document id. A corpus without them is one long document, and its sentences are unrelated."""
+    if "document_id" not in split.column_names or len(split) < 2:
+        return False
+    ids = split["document_id"]
+    return any(i != ids[0] for i in ids)
+
+
+def document_context_for(cfg: RunConfig, raw, explicit: frozenset) -> str | None:
+    """Document context needs documents: for a training split without any, context and packing are turned
+    off (the notice to show is returned) unless they were asked for on the command line (a RunError)."""
+    d = cfg.data
+    if not (d.context_size or d.pack_length) or has_documents(raw["train"]):
+        return None
+    asked = sorted(k for k in ("context_size", "pack_length", "sentence_alone_fraction") if k in explicit)
+    if asked:
+        flags = ", ".join("--" + k.replace("_", "-") for k in asked)
+        raise RunError(
+            f"{flags}: the training data has no document boundaries (no -DOCSTART- lines), so document "
+            "context would join unrelated sentences; leave it out for this corpus"
+        )
+    d.context_size, d.pack_length, d.sentence_alone_fraction = 0, 0, 0.0
+    return (
+        "the training data has no document boundaries (no -DOCSTART- lines): document context and packing "
+        f"are off for this run (one sentence per window; per_device_train_batch_size is "
+        f"{cfg.training.per_device_train_batch_size} sentences)"
+    )
 
 
 def load_model(cfg: RunConfig, raw, label_names, out_dir: Path, accelerator: Accelerator):
@@ -478,18 +530,20 @@ def evaluate_and_keep_best(
 # ---------------------------------------------------------------------------------------- the run
 
 
-def train(cfg: RunConfig) -> int:
+def train(cfg: RunConfig, explicit: frozenset = frozenset()) -> int:
+    """Run the loop; ``explicit`` names the settings given on the command line (they are never changed
+    behind the user's back: a setting the data cannot honour is then an error instead of a notice)."""
     # ------------------------------------------------------------------ accelerator and output folder
     accelerator = make_accelerator(cfg)
     lock = lock_output_dir(cfg, accelerator)  # held by the main process until the run ends
     try:
-        return run(cfg, accelerator)
+        return run(cfg, accelerator, explicit)
     finally:
         if lock is not None:
             lock.release()
 
 
-def run(cfg: RunConfig, accelerator: Accelerator) -> int:
+def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozenset()) -> int:
     t = cfg.training
     log = logger.info
     set_seed(t.seed)
@@ -500,6 +554,9 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
 
     # ------------------------------------------------------------------ data, model, features
     raw = load_data(cfg, accelerator)
+    notice = document_context_for(cfg, raw, explicit)
+    if notice:
+        log(notice)
     label_names = raw["train"].features["ner_tags"].feature.names
     model, tokenizer, model_path = load_model(cfg, raw, label_names, out_dir, accelerator)
     n_windows, sampler, train_dl, eval_dls = get_dataloaders(cfg, raw, tokenizer, label_names, accelerator)
@@ -519,8 +576,10 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
     schedulers = [
         get_scheduler(t.lr_scheduler_type, o, num_warmup_steps=warmup, num_training_steps=max_steps) for o in optimizers
     ]
-    eval_every = t.eval_steps or steps_per_epoch
-    save_every = t.save_steps or steps_per_epoch
+    eval_every = steps_between(t.eval_steps, max_steps, steps_per_epoch)
+    save_every = steps_between(t.save_steps, max_steps, steps_per_epoch)
+    log_every = steps_between(t.logging_steps, max_steps, steps_per_epoch)
+    evaluations = math.ceil(max_steps / eval_every) if max_steps else 0
 
     # ------------------------------------------------------------------ resume
     state = (
@@ -541,7 +600,14 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
         f"(per device x processes x accumulation): {effective}\n"
         f"  optimizer steps: {max_steps} ({steps_per_epoch} per epoch); warmup: {warmup}"
         + ("; TF32 matrix products on" if t.tf32 and accelerator.device.type == "cuda" else "")
+        + f"\n  evaluation every {eval_every} steps ({evaluations} in all); checkpoint every {save_every} steps"
     )
+    if 0 < evaluations < 2:
+        logger.warning(
+            f"this run evaluates only once ({max_steps} optimizer steps, evaluation every {eval_every}): the best "
+            f"model is the last one and no checkpoint is written before the end; set eval_steps and save_steps "
+            f"to a fraction of the run (e.g. 0.2) or fewer steps"
+        )
     accelerator.init_trackers(
         "nerforge",
         config={
@@ -606,7 +672,7 @@ def run(cfg: RunConfig, accelerator: Accelerator) -> int:
                 state.global_step += 1
                 step = state.global_step
                 progress.update(1)
-                if step % t.logging_steps == 0 or step == max_steps:
+                if step % log_every == 0 or step == max_steps:
                     loss = accelerator.reduce(running_loss / running_n, "mean").item()
                     lr = schedulers[0].get_last_lr()[0]
                     state.history.append(

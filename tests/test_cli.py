@@ -249,3 +249,34 @@ def test_data_build_pushes_only_with_a_dataset_id(tmp_path, capsys):
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
     ]
+
+
+def test_iob2_to_iob1_is_the_inverse_of_iob1_to_iob2():
+    from conll2003_loader import iob1_to_iob2, iob2_to_iob1
+
+    iob2 = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "B-PER", "O", "B-MISC"]
+    iob1 = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "I-PER", "O", "I-MISC"]
+    assert iob2_to_iob1(iob2) == iob1 and iob1_to_iob2(iob1) == iob2
+    assert iob2_to_iob1(iob1) == iob1  # IOB1 in, unchanged
+    assert iob2_to_iob1([]) == [] and iob2_to_iob1(["O", "O"]) == ["O", "O"]
+
+
+def test_predict_writes_the_input_files_tagging_scheme(tiny_model, tmp_path, capsys):
+    """The sample test file is IOB1 (as CoNLL-2003's): predictions come out in IOB1, so conlleval's token
+    accuracy compares like with like; --output-scheme iob2 writes IOB2 and says that the schemes differ."""
+    from conftest import SAMPLE_DIR, read_tagged_conll
+
+    from conll2003_loader import iob1_to_iob2, iob2_to_iob1
+
+    columns = {}
+    for scheme in ("auto", "iob2"):
+        out = tmp_path / f"{scheme}.conll"
+        args = ["--model", str(tiny_model), "--conll", str(SAMPLE_DIR / "test.txt"), "--output", str(out)]
+        assert main(["predict", *args, "--output-scheme", scheme, "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert ("note: the gold tags are IOB1 and the predictions IOB2" in err) == (scheme == "iob2")
+        columns[scheme] = read_tagged_conll(out)[2]
+    gold = read_tagged_conll(tmp_path / "auto.conll")[1]
+    assert any(g != iob1_to_iob2(g) for g in gold)  # the file is IOB1
+    assert columns["auto"] == [iob2_to_iob1(p) for p in columns["iob2"]]
+    assert columns["iob2"] == [iob1_to_iob2(p) for p in columns["auto"]]

@@ -108,3 +108,38 @@ def test_the_pipeline_returns_our_entities_only_when_words_are_kept_whole(tiny, 
     kept = agreement(str(kept_dir), SENTENCES, "first")
     assert kept["agree"] == len(SENTENCES) and kept["entities_inside_a_word"] == 0
     assert cut["agree"] < len(SENTENCES) and cut["entities_inside_a_word"] > 0
+
+
+def test_a_cased_vocabulary_with_every_punctuation_piece_keeps_conll_words_whole(tmp_path):
+    """The BERT configs keep words whole: bert-base/large-cased's vocab.txt has a ## piece for each of the 32
+    ASCII punctuation characters. A cased vocabulary written the same way keeps AL-AIN, Madrid-Barcelona and
+    AT&T as one word each, saved and read back, and pipeline('ner', 'first') returns the data's words."""
+    import string
+
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    from bench.pipeline_agreement import agreement
+
+    words = ["AL", "AIN", "Real", "Madrid", "Barcelona", "AT", "T", "said", "in", "the", "derby"]
+    letters = string.ascii_letters + string.digits
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *letters, *string.punctuation]
+    vocab += [f"##{c}" for c in letters + string.punctuation] + [f"##{w}" for w in words]
+    plain = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False)
+    whole = keep_words_whole(plain)
+    text = ["AL-AIN", "said", "Real", "Madrid-Barcelona", "derby", "in", "AT&T"]
+    enc = whole(text, is_split_into_words=True, add_special_tokens=False)
+    assert enc.word_ids() == [0, 0, 0, 1, 2, 3, 3, 3, 4, 5, 6, 6, 6]
+    assert pieces(whole, "AL-AIN AT&T") == ["AL", "##-", "##AIN", "AT", "##&", "##T"]
+    assert pieces(plain, "AT&T") == ["AT", "&", "T"]  # without it the pipeline sees three words
+
+    from transformers import AutoModelForTokenClassification
+
+    model_dir = build_tiny_bert(words, LABELS, tmp_path / "m", seed=5)
+    model = AutoModelForTokenClassification.from_pretrained(model_dir)
+    model.resize_token_embeddings(len(vocab))  # this vocabulary's ids
+    model.save_pretrained(model_dir)
+    save_tokenizer(whole, model_dir)
+    back = AutoTokenizer.from_pretrained(model_dir)
+    assert pieces(back, "AL-AIN AT&T") == pieces(whole, "AL-AIN AT&T")
+    got = agreement(str(model_dir), [text, ["AT&T", "said", "AL-AIN"]], "first")
+    assert got["agree"] == 2 and got["entities_inside_a_word"] == 0

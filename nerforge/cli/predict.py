@@ -47,6 +47,14 @@ def build_parser(prog: str = "nerforge predict") -> argparse.ArgumentParser:
         help="column names of --conll (tokens, pos_tags, chunk_tags, ner_tags or _; ner_tags is the gold "
         "column); default: the export's training columns, else CoNLL-2003's four",
     )
+    p.add_argument(
+        "--output-scheme",
+        choices=["auto", "iob1", "iob2"],
+        default="auto",
+        help="tagging scheme of the predicted CoNLL column; auto: the input's (IOB1 when its gold column is "
+        "IOB1, as in the original CoNLL-2003 files, else IOB2), so that conlleval's token accuracy compares like "
+        "with like",
+    )
     p.add_argument("--separator", default=None, help="column separator of --conll (default: spaces or tabs)")
     p.add_argument("--encoding", default="utf-8", help="encoding of the input and the output")
     p.add_argument("--output", default=None, help="output file (default: stdout)")
@@ -119,7 +127,7 @@ def write_output(args, text: str) -> None:
 
 
 def tag_conll(args, predictor, parsed, columns: list[str]) -> str:
-    from conll2003_loader import iob1_to_iob2
+    from conll2003_loader import iob1_to_iob2, iob2_to_iob1
 
     sentences, raw, bom = parsed
     words = [s.tokens for s in sentences]
@@ -128,15 +136,18 @@ def tag_conll(args, predictor, parsed, columns: list[str]) -> str:
         pred = [prefix_bare_labels(s) for s in pred]
     if args.min_score is not None:
         pred = [drop_low_entities(t, p, args.min_score) for t, p in zip(pred, probs)]
+    gold = [s.tags["ner_tags"] for s in sentences] if "ner_tags" in columns else None
+    gold_iob1 = gold is not None and any(g != c for s in gold for g, c in zip(s, iob1_to_iob2(s)))
+    scheme = args.output_scheme if args.output_scheme != "auto" else ("iob1" if gold_iob1 else "iob2")
+    pred = [iob2_to_iob1(s) if scheme == "iob1" else iob1_to_iob2(s) for s in pred]
     write_output(args, bom + "\n".join(conll_output_lines(raw, sentences, pred)))
-    summary = f"tagged {sum(map(len, words))} words in {len(words)} sentences"
-    if "ner_tags" in columns:
-        gold = [s.tags["ner_tags"] for s in sentences]
+    summary = f"tagged {sum(map(len, words))} words in {len(words)} sentences ({scheme.upper()})"
+    if gold is not None:
         metrics = score(gold, pred)
-        if any(g != c for s in gold for g, c in zip(s, iob1_to_iob2(s))):
+        if gold_iob1 != (scheme == "iob1"):
             print(
-                "note: the gold tags are IOB1 and the predictions IOB2: tag accuracy counts B-/I- "
-                "differences, entity scores (conlleval chunks) do not",
+                f"note: the gold tags are {'IOB1' if gold_iob1 else 'IOB2'} and the predictions {scheme.upper()}: "
+                "tag accuracy counts B-/I- differences, entity scores (conlleval chunks) do not",
                 file=sys.stderr,
             )
         if args.metrics_json:

@@ -96,6 +96,11 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
     return cfg
 
 
+def command_line_fields(argv: list[str]) -> frozenset:
+    """The config fields given on the command line (either spelling), e.g. {'context_size'}."""
+    return frozenset(a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--"))
+
+
 def main(argv: list[str] | None = None, prog: str = "nerforge train") -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge train") -> int:
     def body():
         from nerforge.training import train
 
-        return train(parse_config(argv))
+        return train(parse_config(argv), explicit=command_line_fields(argv))
 
     # Every process of a multi-process run raises the same error: the first one says it.
     return run(body, announce=int(os.environ.get("RANK", "0")) == 0)
