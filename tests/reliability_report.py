@@ -1,4 +1,4 @@
-"""Figures of the reliability suite, and the README "Reliability" block rendered from them.
+"""Figures of the reliability suite, and the "Reliability" block of docs/reliability.md rendered from them.
 
 The tests (tests/test_reliability_*.py) call :func:`record` once their assertions have passed; the
 figures land in one JSON file (``.pytest_cache/nerforge-reliability/figures.json``, or the path in
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+README = ROOT / "docs" / "reliability.md"  # the page the block lives on (linked from README.md)
 BEGIN, END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 SECTIONS = (
     "inputs",
@@ -84,7 +84,7 @@ def render(figures: dict) -> str:
         lines += [
             f"| Bad inputs tried (`tests/data/bad/EXPECTED.yaml`, {inputs['committed']} committed + "
             f"{inputs['generated']} generated) | {inputs['inputs']} inputs x 2 tools "
-            f"(`python -m conll2003_loader build`, `python -m nerforge.predict --conll`) = {inputs['runs']} runs |",
+            f"(`python -m conll2003_loader build`, `nerforge predict --conll`) = {inputs['runs']} runs |",
             f"| Errors raised (exit 2, one `error: FILE:LINE: ...` line, no traceback) | {inputs['errors']} "
             f"({inputs['errors_with_line']} with a line number; {inputs['errors_without_line']} about a missing "
             f"file or a folder: file named, no line) |",
@@ -98,7 +98,7 @@ def render(figures: dict) -> str:
     kills = figures.get("kills")
     if kills:
         lines += [
-            f"| Kill points survived (SIGKILL, then `--resume_from_checkpoint latest`; weights max abs diff "
+            f"| Kill points survived (SIGKILL, then `--resume-from-checkpoint latest`; weights max abs diff "
             f"<= 1e-6, metrics equal) | {kills['survived']}: {', '.join(kills['points'])} |",
             f"| Decoy checkpoints ignored by `latest` (half-written `.tmp-step-*`, `step-*` without "
             f"trainer_state.json) | {kills['decoys_ignored']} |",

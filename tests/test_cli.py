@@ -119,7 +119,7 @@ def test_train_help_lists_config_and_the_bundled_configs():
     text = command_parser("train").format_help()
     assert "--config FILE_OR_NAME" in text
     assert "--learning-rate" in text and "--learning_rate" not in text
-    assert "turn off --calibrate" in text and "bert-large-cased, minilm-cpu, quickstart" in text
+    assert "turn off --calibrate" in text and "bert-large-cased, minilm-cpu, own-corpus, quickstart" in text
 
 
 @pytest.mark.parametrize("name", SHOWS_PROGRESS)
