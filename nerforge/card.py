@@ -215,6 +215,38 @@ def _sentence_alone_view(metrics: Mapping[str, Any]) -> list[dict]:
     ]
 
 
+def _pipeline_view(metrics: Mapping[str, Any]) -> dict | None:
+    """Ours beside pipeline('ner') fed one document and one sentence per call, per split (None without
+    the figures); ``same``: the data had no documents, so both pipeline columns are one sentence per call;
+    ``document_better``: whole documents scored higher on the last split (the usage snippet then feeds one)."""
+    p = metrics.get("pipeline")
+    if not isinstance(p, Mapping) or not isinstance(p.get("sentence"), Mapping):
+        return None
+    rows = []
+    for s in ("validation", "test"):
+        doc, sent = (p.get(mode, {}).get(s) for mode in ("document", "sentence"))
+        if isinstance(doc, Mapping) and isinstance(sent, Mapping) and isinstance(metrics.get(s), Mapping):
+            rows.append(
+                {
+                    "split": s,
+                    "ours": _pct(metrics[s].get("f1")),
+                    "document": _pct(doc.get("f1")),
+                    "sentence": _pct(sent.get("f1")),
+                    "document_f1": float(doc["f1"]),
+                    "sentence_f1": float(sent["f1"]),
+                }
+            )
+    if not rows:
+        return None
+    same = all(r["document_f1"] == r["sentence_f1"] for r in rows)
+    return {
+        "rows": rows,
+        "same": same,
+        "document_better": not same and rows[-1]["document_f1"] > rows[-1]["sentence_f1"],
+        "stride": p.get("stride"),
+    }
+
+
 def _calibration_view(calibration: Mapping[str, Any] | None) -> dict | None:
     if not isinstance(calibration, Mapping) or not _finite(calibration.get("temperature")):
         return None
@@ -367,6 +399,21 @@ def render_model_card(
         for name in CARD_METRICS
         if _finite(scores.get(name))
     ]
+    view = _pipeline_view(metrics)
+    for row in view["rows"] if view else []:  # what pipeline('ner') users get, beside ours
+        for mode in ("document", "sentence"):
+            eval_results.append(
+                EvalResult(
+                    task_type="token-classification",
+                    task_name="Named Entity Recognition",
+                    dataset_type=dataset_id,
+                    dataset_name=dataset_pretty,
+                    dataset_split=row["split"],
+                    metric_type="f1",
+                    metric_name=f"{row['split'].capitalize()} F1, pipeline('ner') one {mode} per call",
+                    metric_value=row[f"{mode}_f1"],
+                )
+            )
     for name, extra in ((report or {}).get("extra_tests") or {}).items():  # e.g. CoNLL++: its own dataset
         eval_results += [
             EvalResult(
@@ -431,6 +478,7 @@ def render_model_card(
         training_facts=extra,
         has_curve=(export_dir / "training_curve.png").is_file(),
         sentence_alone=_sentence_alone_view(metrics),
+        pipeline=_pipeline_view(metrics),
         calibration=_calibration_view(metrics.get("calibration")),
         report=_report_view(report),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),

@@ -286,6 +286,13 @@ class TrainingConfig:
             "help": "At the end, fit one temperature on the validation words (NLL) and fold it into the classifier: calibrated scores for every consumer, tags and F1 unchanged."
         },
     )
+    evaluate_pipeline: bool = field(
+        default=True,
+        metadata={
+            "help": "At the end, score the model through transformers' pipeline('ner') fed one sentence and one "
+            "document per call: what users of the export get (metrics.json pipeline; the card's first table)."
+        },
+    )
     example_text: Optional[str] = field(
         default=None, metadata={"help": "A sentence to tag with pipeline('ner') at the end of the run."}
     )

@@ -762,6 +762,19 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
         metrics["calibration"] = calibrate_model(calibrated, {s: raw[s] for s in eval_dls})
         log(f"calibrated: {summary_line(metrics['calibration'])}")
 
+    # ------------------------------------------------------------------ what pipeline("ner") users get (main process)
+    # The export's tokenizer says how long one input may be: the windows the model was trained with, so
+    # that pipeline('ner') cuts a long document where training did. Then the model is scored through the
+    # pipeline itself, fed one sentence and one document per call (nerforge/pipeline_scores.py).
+    tokenizer.model_max_length = d.max_length
+    if t.evaluate_pipeline and accelerator.is_main_process:
+        metrics["pipeline"] = pipeline_figures(
+            accelerator.unwrap_model(model), tokenizer, raw, eval_dls, d, accelerator
+        )
+        for mode in ("document", "sentence"):
+            figures = ", ".join(f"{s} F1 {100 * m['f1']:.2f}" for s, m in metrics["pipeline"][mode].items())
+            log(f"pipeline('ner'), one {mode} per call: {figures}")
+
     # ------------------------------------------------------------------ export, card, push (main process)
     status = 0
     if accelerator.is_main_process:
@@ -773,6 +786,34 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
     accelerator.wait_for_everyone()
     accelerator.end_training()  # last: in a multi-process run it tears down the process group
     return status
+
+
+def pipeline_figures(model, tokenizer, raw, splits, d, accelerator) -> dict:
+    """metrics.json's ``pipeline``: {"sentence"|"document": {split: precision, recall, f1}} and how it ran."""
+    from transformers import pipeline
+
+    from nerforge.pipeline_scores import DOCUMENT_STRIDE, pipeline_scores
+
+    stride = min(DOCUMENT_STRIDE, d.max_length // 4)
+    model.eval()
+    ner = pipeline(
+        "ner",
+        model=model,
+        tokenizer=tokenizer,
+        aggregation_strategy=RECOMMENDED_AGGREGATION,
+        stride=stride,
+        device=accelerator.device,
+    )
+    out = {"aggregation_strategy": RECOMMENDED_AGGREGATION, "stride": stride, "sentence": {}, "document": {}}
+    for split in splits:
+        ds = raw[split]
+        names = ds.features["ner_tags"].feature.names
+        docs = ds["document_id"] if "document_id" in ds.column_names else None
+        gold = [[names[t] for t in tags] for tags in ds["ner_tags"]]
+        got = pipeline_scores(ner, [list(s) for s in ds["tokens"]], gold, docs)
+        for mode in ("sentence", "document"):
+            out[mode][split] = got[mode]
+    return out
 
 
 def publish(cfg: RunConfig, model, tokenizer, metrics: dict, label_names, out_dir: Path, log) -> None:

@@ -242,7 +242,7 @@ def test_context_uncased_local_model_and_iob1(tmp_path):
     assert card.data.base_model is None
     assert card.data.license == "mit"
     assert {r.dataset_split for r in card.data.eval_results} == {"validation"}
-    assert "--document-context 128 --pack-length 200" in str(card) and "128 word pieces" in str(card)
+    assert "--context-size 128 --pack-length 200" in str(card) and "128 word pieces" in str(card)
     assert "up to 200 word pieces" in str(card)
     assert "Capitalisation is not used" in str(card)
     assert "IOB1" in str(card)
