@@ -49,6 +49,7 @@ from nerforge.features import (
     collate,
     pad_multiple,
     sentence_alone_mask,
+    special_token_layout,
 )
 from nerforge.hub import PushError, push_export
 from nerforge.metric import score
@@ -763,10 +764,12 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
         log(f"calibrated: {summary_line(metrics['calibration'])}")
 
     # ------------------------------------------------------------------ what pipeline("ner") users get (main process)
-    # The export's tokenizer says how long one input may be: the windows the model was trained with, so
-    # that pipeline('ner') cuts a long document where training did. Then the model is scored through the
-    # pipeline itself, fed one sentence and one document per call (nerforge/pipeline_scores.py).
-    tokenizer.model_max_length = d.max_length
+    # The export's tokenizer says how long one input may be: the longest window the model was trained
+    # on, so that pipeline('ner') cuts a long document into inputs like those. With the export's 512 the
+    # pipeline fed whole documents lost 0.8 F1 against ours; with the training windows' 256, none
+    # (BENCHMARKS.md, "What a pipeline user gets"). Then the model is scored through the pipeline itself,
+    # fed one sentence and one document per call (nerforge/pipeline_scores.py).
+    tokenizer.model_max_length = training_window_length(windows, tokenizer)
     if t.evaluate_pipeline and accelerator.is_main_process:
         metrics["pipeline"] = pipeline_figures(
             accelerator.unwrap_model(model), tokenizer, raw, eval_dls, d, accelerator
@@ -788,13 +791,22 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
     return status
 
 
+def training_window_length(windows: WindowSettings, tokenizer) -> int:
+    """The longest input the model was trained on: packed sentences and their context plus the special
+    tokens, or max_length without packing."""
+    if not windows.pack_length:
+        return windows.max_length
+    prefix, suffix = special_token_layout(tokenizer)
+    return min(windows.max_length, windows.pack_length + 2 * windows.context_size + len(prefix) + len(suffix))
+
+
 def pipeline_figures(model, tokenizer, raw, splits, d, accelerator) -> dict:
     """metrics.json's ``pipeline``: {"sentence"|"document": {split: precision, recall, f1}} and how it ran."""
     from transformers import pipeline
 
     from nerforge.pipeline_scores import DOCUMENT_STRIDE, pipeline_scores
 
-    stride = min(DOCUMENT_STRIDE, d.max_length // 4)
+    stride = min(DOCUMENT_STRIDE, tokenizer.model_max_length // 4)
     model.eval()
     ner = pipeline(
         "ner",

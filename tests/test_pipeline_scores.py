@@ -54,3 +54,16 @@ def test_sentence_and_document_modes_feed_what_they_say_and_score_against_gold()
     assert round(got["document"]["recall"], 4) == round(2 / 3, 4) and got["document"]["precision"] == 1.0
     same = pipeline_scores(FakePipeline(), sents, gold, document_ids=None)
     assert same["sentence"] == same["document"]
+
+
+def test_the_exports_input_limit_is_the_longest_training_window(tiny_tokenizer):
+    from nerforge.features import WindowSettings
+    from nerforge.training import training_window_length
+
+    assert (
+        training_window_length(WindowSettings(max_length=512, context_size=64, pack_length=128), tiny_tokenizer) == 258
+    )
+    assert (
+        training_window_length(WindowSettings(max_length=200, context_size=64, pack_length=128), tiny_tokenizer) == 200
+    )
+    assert training_window_length(WindowSettings(max_length=512, context_size=64), tiny_tokenizer) == 512

@@ -103,7 +103,7 @@ def test_wheel_installs_trains_the_quick_start_and_predicts_outside_the_checkout
     assert p.returncode == 0 and "--config" in p.stdout and "examples:" in p.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
-    train = [str(nerforge), "train", "--config", "quickstart", "--report-to", "none", "--num-train-epochs", "2"]
+    train = [str(nerforge), "train", "--config", "quickstart", "--report-to", "none", "--max-steps", "30"]
     p = subprocess.run(train, cwd=empty, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     export = empty / "outputs" / "quickstart" / "model"
