@@ -20,16 +20,9 @@ import json
 import sys
 from pathlib import Path
 
+from nerforge.pipeline_scores import word_spans
 from nerforge.predictor import Predictor
 from nerforge.taxonomy import entities
-
-
-def word_spans(words: list[str]) -> list[tuple[int, int]]:
-    spans, pos = [], 0
-    for w in words:
-        spans.append((pos, pos + len(w)))
-        pos += len(w) + 1
-    return spans
 
 
 def to_words(ent: dict, spans: list[tuple[int, int]]) -> tuple[tuple[str, int, int] | None, bool]:

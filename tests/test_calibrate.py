@@ -71,7 +71,7 @@ def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
 
     out = tmp_path / "run"
     cmd = [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out)]
-    cmd += ["--report_to", "none", "--max_steps", "15", "--calibrate", "false"]
+    cmd += ["--report_to", "none", "--max_steps", "15", "--calibrate", "false", "--evaluate_pipeline", "false"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     export = out / "model"

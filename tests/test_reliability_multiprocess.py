@@ -21,6 +21,8 @@ pytestmark = pytest.mark.multiprocess
 SIZES = {"train": 16, "valid": 41, "test": 43}
 EVAL_BATCH = 4  # 41 and 43 sentences over 2 processes x 4: the last round is uneven
 COMMON = [
+    "--evaluate_pipeline",
+    "false",
     "--max_length",
     "64",
     "--stride",

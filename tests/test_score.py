@@ -228,6 +228,8 @@ def test_quickstart_export_scores_like_the_training_loop(capsys, tmp_path, conte
             str(out_dir),
             "--report_to",
             "none",
+            "--evaluate_pipeline",
+            "false",
             "--max_steps",
             "30",
             "--example_text",

@@ -14,6 +14,8 @@ SCRIPT = str(ROOT / "train_accelerate.py")
 KILL_AT = str(ROOT / "tests" / "kill_at.py")
 FAST = [
     "--tiny_model",
+    "--evaluate_pipeline",  # the pipeline figures are tested in test_own_corpus.py and test_wheel.py
+    "false",
     "--max_length",
     "64",
     "--stride",
