@@ -478,7 +478,7 @@ def render_model_card(
         training_facts=extra,
         has_curve=(export_dir / "training_curve.png").is_file(),
         sentence_alone=_sentence_alone_view(metrics),
-        pipeline=_pipeline_view(metrics),
+        pipeline=view,
         calibration=_calibration_view(metrics.get("calibration")),
         report=_report_view(report),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),

@@ -413,6 +413,12 @@ def sentence_alone_mask(document_ids: Sequence, fraction: float, seed: int) -> l
     return [d in alone for d in document_ids]
 
 
+def has_documents(document_ids: Sequence | None) -> bool:
+    """Whether sentences are grouped into documents (CoNLL's -DOCSTART- lines): more than one document
+    id. A corpus without them is one long document of unrelated sentences (None: no ids at all)."""
+    return document_ids is not None and any(d != document_ids[0] for d in document_ids)
+
+
 def build_features(
     dataset,
     tokenizer,

@@ -40,6 +40,7 @@ from nerforge.calibration import calibrate_model, summary_line
 from nerforge.card import RECOMMENDED_AGGREGATION
 from nerforge.checkpoint import STATE_FILE, CheckpointInvalid, find_checkpoint, write_manifest
 from nerforge.config import RunConfig, steps_between
+from nerforge.errors import CheckpointError, RunError
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
     LengthGroupedBatchSampler,
@@ -47,6 +48,7 @@ from nerforge.features import (
     assemble_predictions,
     build_features,
     collate,
+    has_documents,
     pad_multiple,
     sentence_alone_mask,
     special_token_layout,
@@ -89,14 +91,6 @@ class _MainProcessLog:
 
 
 logger = _MainProcessLog(__name__)
-
-
-class RunError(Exception):
-    """Bad input or settings found while starting the run: one line on stderr, exit status 2."""
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be written (e.g. a full disk): one line on stderr, exit status 1."""
 
 
 @dataclass
@@ -219,20 +213,14 @@ def load_data(cfg: RunConfig, accelerator: Accelerator):
     return raw
 
 
-def has_documents(split) -> bool:
-    """Whether a split's sentences are grouped into documents (CoNLL's -DOCSTART- lines): more than one
-    document id. A corpus without them is one long document, and its sentences are unrelated."""
-    if "document_id" not in split.column_names or len(split) < 2:
-        return False
-    ids = split["document_id"]
-    return any(i != ids[0] for i in ids)
-
-
 def document_context_for(cfg: RunConfig, raw, explicit: frozenset) -> str | None:
     """Document context needs documents: for a training split without any, context and packing are turned
     off (the notice to show is returned) unless they were asked for on the command line (a RunError)."""
     d = cfg.data
-    if not (d.context_size or d.pack_length) or has_documents(raw["train"]):
+    train = raw["train"]
+    if not (d.context_size or d.pack_length) or has_documents(
+        train["document_id"] if "document_id" in train.column_names else None
+    ):
         return None
     asked = sorted(k for k in ("context_size", "pack_length", "sentence_alone_fraction") if k in explicit)
     if asked:
@@ -636,6 +624,7 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
     # SIGTERM / SIGINT / SIGUSR1 (preemption, Slurm's warning, Ctrl-C) stop the loop after the optimizer
     # step in progress, with a checkpoint; every process stops at the same step (nerforge/preemption.py).
     preempted = False
+    clip = partial(clip_gradients, accelerator, model, t.max_grad_norm, t.sparse_embedding_updates)
     model.train()
     progress = tqdm(
         total=max_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="training"
@@ -652,15 +641,13 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
                 loader = accelerator.skip_first_batches(train_dl, done_in_epoch * t.gradient_accumulation_steps)
             for batch in loader:
                 with accelerator.accumulate(model):
+                    # accelerate's prepared optimizers skip their step until the last micro-step
                     loss = training_step(
                         model,
                         batch,
                         optimizers,
                         backward=accelerator.backward,
-                        # accelerate's prepared optimizers skip their step until the last micro-step
-                        clip=partial(clip_gradients, accelerator, model, t.max_grad_norm, t.sparse_embedding_updates)
-                        if accelerator.sync_gradients
-                        else None,
+                        clip=clip if accelerator.sync_gradients else None,
                     )
                 running_loss += loss
                 running_n += 1

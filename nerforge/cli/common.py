@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from nerforge.backends import BACKENDS, load_predictor
 from nerforge.config import ConfigError
-from nerforge.errors import ExportError
+from nerforge.errors import CheckpointError, ExportError, RunError
 from nerforge.features import WindowSettings
 from nerforge.predictor import Predictor, describe_line, export_windows
 
@@ -267,12 +267,12 @@ def show_logs(level: int = logging.INFO) -> None:
 
 def exit_status(error: BaseException) -> int | None:
     """The exit status of an error a command reports in one line, or None for an unexpected one."""
+    from conll2003_loader.__main__ import PushFailed
     from nerforge.hub import IncompleteExportError, PushError
-    from nerforge.training import CheckpointError, RunError
 
     if isinstance(error, IncompleteExportError):  # a folder that is not an export: bad input
         return EXIT_BAD_INPUT
-    if isinstance(error, (OutputError, ExportError, PushError, CheckpointError)):
+    if isinstance(error, (OutputError, ExportError, PushError, PushFailed, CheckpointError)):
         return EXIT_NOT_WRITTEN
     if isinstance(error, (ConfigError, RunError, ValueError, OSError)):  # ConllFormatError is a ValueError
         return EXIT_BAD_INPUT

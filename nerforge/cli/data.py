@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nerforge.cli.common import EXIT_NOT_WRITTEN, HelpFormatter, add_quiet, make_parser, run
+from nerforge.cli.common import HelpFormatter, add_quiet, make_parser, run
 
 DESCRIPTION = """Data jobs. build: raw CoNLL-style files -> Parquet shards and a dataset card that
 load_dataset(DIR) reads (the same as python -m conll2003_loader build), optionally pushed to the Hub.
@@ -55,16 +55,11 @@ def main(argv: list[str] | None = None, prog: str = "nerforge data") -> int:
             return 0
         import datasets
 
-        from conll2003_loader.__main__ import PushFailed, run_build
+        from conll2003_loader.__main__ import run_build
 
         if args.quiet or not sys.stderr.isatty():
             datasets.disable_progress_bars()
-        try:
-            print(run_build(args))
-        except PushFailed as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_NOT_WRITTEN
-        return 0
+        print(run_build(args))  # a failed push is PushFailed: exit 1 (nerforge.cli.common.exit_status)
 
     return run(body)
 

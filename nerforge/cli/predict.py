@@ -72,21 +72,12 @@ def build_parser(prog: str = "nerforge predict") -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_COLUMNS = ["tokens", "pos_tags", "chunk_tags", "ner_tags"]
-
-
 def conll_columns(args) -> list[str]:
     """--columns, else the export's training columns, else CoNLL-2003's four."""
-    if args.columns:
-        return list(args.columns)
-    saved = Path(args.model) / "training_config.yaml"
-    if saved.is_file():
-        from nerforge.config import load_saved
+    from conll2003_loader.parsing import CONLL2003_COLUMNS
+    from nerforge.scoring import data_settings
 
-        columns = load_saved(saved).data.columns
-        if columns:
-            return list(columns)
-    return list(DEFAULT_COLUMNS)
+    return list(data_settings(args.model, columns=args.columns).columns or CONLL2003_COLUMNS)
 
 
 def read_conll(args, columns: list[str]):
