@@ -293,6 +293,14 @@ def _report_view(report: Mapping[str, Any] | None) -> dict | None:
     }
 
 
+def _audit_view(audit: Mapping[str, Any] | None) -> dict | None:
+    """The one card line of ``nerforge audit --update-card``: its counts and the command."""
+    if not isinstance(audit, Mapping):
+        return None
+    keys = ("split", "sentences", "flagged_sentences", "flagged_spans", "method", "command")
+    return {k: audit.get(k) for k in keys}
+
+
 def _looks_local(name: str | None) -> bool:
     if not name:
         return True
@@ -481,6 +489,7 @@ def render_model_card(
         pipeline=view,
         calibration=_calibration_view(metrics.get("calibration")),
         report=_report_view(report),
+        audit=_audit_view(metrics.get("audit")),
         has_calibration_plot=(export_dir / "calibration.png").is_file(),
         onnx_files=sorted(f.name for f in (export_dir / "onnx").glob("*.onnx")),
         frameworks=_framework_versions(),

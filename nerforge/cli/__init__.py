@@ -21,6 +21,10 @@ COMMANDS = {
     "predict": ("nerforge.cli.predict", "tag raw text (JSON lines) or a CoNLL file with a model"),
     "score": ("nerforge.cli.score", "entity-level scores of any model on a split, as training scores"),
     "report": ("nerforge.cli.report", "where a model fails: error kinds, confusions, slices, corrected test sets"),
+    "audit": (
+        "nerforge.cli.audit",
+        "rank a split's likeliest gold-label errors (confident learning; --folds for train)",
+    ),
     "calibrate": ("nerforge.cli.calibrate", "fold a fitted temperature into an export: calibrated scores"),
     "onnx": ("nerforge.cli.onnx", "add verified fp32 and int8 ONNX graphs to an export"),
     "push": ("nerforge.cli.push", "upload an export to the Hugging Face Hub"),
