@@ -155,6 +155,8 @@ def push_export(
     token: str | None = None,
     max_retries: int = 3,
     backoff_s: float = 2.0,
+    space_dir: str | os.PathLike | None = None,
+    space_id: str | None = None,
 ) -> str:
     """Upload a finished export folder to ``repo_id`` on the Hub in one commit; return the commit URL.
 
@@ -162,7 +164,9 @@ def push_export(
     is created if needed (``exist_ok``), the ``revision`` branch too.  Timeouts, connection
     errors, HTTP 429 and 5xx are retried ``max_retries`` times with exponential backoff
     (``backoff_s``, ``2*backoff_s``, ...); 401/403/404 are not.  The local folder is only
-    read.  Failures raise :class:`PushError` (token scrubbed from every message).
+    read.  Failures raise :class:`PushError` (token scrubbed from every message).  With ``space_dir``
+    and ``space_id`` the Space folder (``nerforge demo --space``) is uploaded after the model, to a
+    Gradio Space created if needed.
     """
     import huggingface_hub
 
@@ -216,4 +220,23 @@ def push_export(
     )
     url = getattr(info, "commit_url", None) or str(info)
     logger.info("pushed %s to %s", folder, url)
+    if space_dir is not None:
+        call(
+            "create the Space",
+            api.create_repo,
+            space_id,
+            private=private,
+            exist_ok=True,
+            repo_type="space",
+            space_sdk="gradio",
+        )
+        call(
+            "upload the Space",
+            api.upload_folder,
+            folder_path=str(space_dir),
+            repo_id=space_id,
+            repo_type="space",
+            commit_message=message,
+        )
+        logger.info("pushed the Space %s to %s", space_dir, space_id)
     return str(url)

@@ -86,3 +86,17 @@ def read_tagged_conll(path):
         gold.append(g)
         pred.append(p)
     return widths, gold, pred
+
+
+@pytest.fixture(scope="session")
+def quickstart_export(tmp_path_factory):
+    """The quick start trained once for the session on the clean bundled sample (4 epochs, no pipeline
+    figures): the export folder. Shared by the audit and demo tests."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("quickstart_export") / "run"
+    cmd = [sys.executable, "-m", "nerforge", "train", "--config", "quickstart", "--output-dir", str(out)]
+    cmd += ["--report-to", "none", "--num-train-epochs", "4", "--evaluate-pipeline", "false"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out / "model"

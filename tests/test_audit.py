@@ -4,11 +4,9 @@ train split (resumable per fold)."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, SAMPLE_DIR
+from conftest import SAMPLE_DIR
 
 from nerforge.cli.audit import main
 
@@ -51,14 +49,9 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
+def export(quickstart_export):
     """The quick start trained on the clean sample (its train split is not the planted one)."""
-    out = tmp_path_factory.mktemp("audit_export") / "run"
-    cmd = [sys.executable, "-m", "nerforge", "train", "--config", "quickstart", "--output-dir", str(out)]
-    cmd += ["--report-to", "none", "--num-train-epochs", "4", "--evaluate-pipeline", "false"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return out / "model"
+    return quickstart_export
 
 
 def audit(capsys, *args):
