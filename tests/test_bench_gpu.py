@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from bench import gpu
@@ -16,6 +17,7 @@ def _positive(row: dict, *keys: str) -> None:
         assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (row["kind"], k, v)
 
 
+@pytest.mark.release  # bench/gpu.py's own run; the GPU check (bench/gpu_check.sh) runs it for real
 def test_smoke_writes_the_whole_json(tmp_path):
     out = tmp_path / "gpu.json"
     p = subprocess.run(

@@ -179,6 +179,7 @@ def test_signal_to_one_of_two_processes_stops_both_at_the_same_step(tmp, referen
 
 
 @pytest.mark.multiprocess
+@pytest.mark.release  # the same resume as 1 -> 2 below, the other way round
 def test_two_processes_resumed_as_one(tmp, reference_2proc):
     ref, ref_steps = reference_2proc
     out = tmp / "usr1-2proc-copy"
@@ -200,6 +201,7 @@ def test_two_processes_resumed_as_one(tmp, reference_2proc):
     FIGURES.setdefault("processes", []).append("2 -> 1")
 
 
+@pytest.mark.release  # elastic resume; a signal to one of two processes (default suite) covers two-process checkpoints
 @pytest.mark.multiprocess
 def test_one_process_resumed_as_two(tmp, reference_2proc):
     ref, ref_steps = reference_2proc

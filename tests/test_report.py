@@ -2,11 +2,9 @@
 errors for annotators, conlleval-readable predictions, an extra (relabelled) test set, bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, SAMPLE_DIR, read_tagged_conll
+from conftest import SAMPLE_DIR, read_tagged_conll
 
 from nerforge.cli.report import main
 from nerforge.metric import score
@@ -14,13 +12,8 @@ from nerforge.taxonomy import KINDS
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quickstart") / "run"
-    cmd = [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out)]
-    cmd += ["--report_to", "none", "--num_train_epochs", "2"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return out / "model"
+def export(quickstart_export):
+    return quickstart_export
 
 
 def run_report(capsys, *args):

@@ -213,7 +213,7 @@ def test_errors_exit_2_without_traceback(capsys, models, cache_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("context_size", [0, 16])
+@pytest.mark.parametrize("context_size", [0, pytest.param(16, marks=pytest.mark.release)])
 def test_quickstart_export_scores_like_the_training_loop(capsys, tmp_path, context_size):
     """score.py on the quick-start export gives the training loop's own test F1 (metrics.json)."""
     out_dir = tmp_path / "run"

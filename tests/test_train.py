@@ -237,7 +237,15 @@ def test_memorises_twenty_sentences(tmp_path):
     assert metrics["test"]["f1"] >= 0.95, metrics["test"]
 
 
-@pytest.mark.parametrize("kill_at", ["step:7", "save:8", "eval:8", "eval:4"])
+@pytest.mark.parametrize(
+    "kill_at",
+    [
+        "step:7",
+        pytest.param("save:8", marks=pytest.mark.release),
+        pytest.param("eval:8", marks=pytest.mark.release),
+        "eval:4",
+    ],
+)
 def test_killed_run_resumes_to_identical_weights(corpus, finished_run, tmp_path, kill_at):
     reference, _ = finished_run
     out = tmp_path / "out"
