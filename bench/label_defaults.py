@@ -33,8 +33,15 @@ CORPORA = {
     "wnut17": {
         "data_dir": SHARED / "data" / "wnut17",
         "args": [
-            "--train-file", "wnut17train.conll", "--validation-file", "emerging.dev.conll",
-            "--test-file", "emerging.test.annotated", "--columns", "tokens", "ner_tags",
+            "--train-file",
+            "wnut17train.conll",
+            "--validation-file",
+            "emerging.dev.conll",
+            "--test-file",
+            "emerging.test.annotated",
+            "--columns",
+            "tokens",
+            "ner_tags",
         ],  # fmt: skip
     },
     "conll2003": {"data_dir": SHARED / "data" / "conll2003", "args": []},
