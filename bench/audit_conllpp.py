@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     names = list(test.features["ner_tags"].feature.names)
     pp = load_splits(test_file=args.conllpp, columns=data.columns, tagging_scheme="iob2", label_names=names)["test"]
     gold = [[names[t] for t in s] for s in test["ner_tags"]]
+    docs = list(test["document_id"])
     truth = differing_sentences(gold, [[names[t] for t in s] for s in pp["ner_tags"]])
     t0 = time.perf_counter()
     pred = predict_split(Predictor.from_pretrained(args.model), test)
@@ -59,6 +60,12 @@ def main(argv=None) -> int:
                 "precision_at": {str(k): round(precision_at(r["order"], truth, k), 4) for k in PRECISION_K},
                 "recall_at": {str(k): round(recall_at(r["order"], truth, k), 4) for k in RECALL_K},
                 "flagged_sentences": len(r["flagged"]),
+                # The settings are compared on the sentences they are scored on: each half of the
+                # documents alone shows whether a choice holds on sentences it was not made on.
+                "precision_by_half": {
+                    half: round(precision_at([i for i in r["order"] if docs[i] % 2 == parity], truth, 50), 4)
+                    for half, parity in (("even_documents_at_50", 0), ("odd_documents_at_50", 1))
+                },
                 "rank_seconds": round(time.perf_counter() - t0, 2),
             }
             print(method, classes, rows[f"{method}/{classes}"], flush=True)

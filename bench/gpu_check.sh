@@ -58,4 +58,9 @@ if [ -f "$JSON" ]; then
     cat "$JSON"
     if [ -n "${OUT:-}" ]; then cp "$JSON" "$OUT/"; fi
 fi
+# FSDP2 on this GPU: a few steps, checkpoint, resume, export (bench/fsdp_check.sh; GPU_CHECK_FSDP=0 skips).
+if [ "${GPU_CHECK_FSDP:-1}" = 1 ]; then
+    PY="$PY" timeout --signal=TERM --kill-after=10 "${FSDP_CHECK_TIMEOUT:-240}" bash bench/fsdp_check.sh \
+        || echo "gpu_check: the FSDP check failed or was stopped (bench/results/gpu_fsdp.json says where)" >&2
+fi
 exit $rc

@@ -159,6 +159,25 @@ def distribution_mismatch(env, got: str, device: str) -> str | None:
     return None
 
 
+def describe_distribution(model, distributed_type: str, num_processes: int) -> str:
+    """What the prepared model is, for the startup summary (and the GPU check's assertions): ``FSDP:
+    N of M parameter tensors sharded (DTensor)``, ``DEEPSPEED: ZeRO stage S``, ``MULTI_GPU: DDP over N
+    processes`` or ``NO: one process``."""
+    if distributed_type == "FSDP":
+        params = list(model.parameters())
+        sharded = sum(
+            type(p).__name__ == "DTensor" or type(getattr(p, "data", None)).__name__ == "DTensor" for p in params
+        )
+        return f"FSDP: {sharded} of {len(params)} parameter tensors sharded (DTensor) over {num_processes} process(es)"
+    if distributed_type == "DEEPSPEED":
+        stage = model.zero_optimization_stage() if hasattr(model, "zero_optimization_stage") else "unknown"
+        return f"DEEPSPEED: ZeRO stage {stage} over {num_processes} process(es)"
+    wrapper = type(model).__name__
+    if num_processes > 1:
+        return f"{distributed_type}: {wrapper} over {num_processes} processes"
+    return f"{distributed_type}: one process ({wrapper})"
+
+
 def lock_output_dir(cfg: RunConfig, accelerator: Accelerator) -> RunLock | None:
     """The main process takes the output folder's lock; every process stops (exit 2) when another run
     holds it."""
@@ -590,6 +609,7 @@ def run(cfg: RunConfig, accelerator: Accelerator, explicit: frozenset = frozense
         f"  optimizer steps: {max_steps} ({steps_per_epoch} per epoch); warmup: {warmup}"
         + ("; TF32 matrix products on" if t.tf32 and accelerator.device.type == "cuda" else "")
         + f"\n  evaluation every {eval_every} steps ({evaluations} in all); checkpoint every {save_every} steps"
+        + f"\n  distributed: {describe_distribution(model, accelerator.distributed_type.value, n_proc)}"
     )
     if 0 < evaluations < 2:
         logger.warning(

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 from nerforge.config import ConfigError, steps_between
-from nerforge.training import distribution_mismatch
+from nerforge.training import describe_distribution, distribution_mismatch
 
 
 def test_a_sharded_launch_that_got_something_else_is_named():
@@ -23,6 +23,26 @@ def test_a_sharded_launch_that_got_something_else_is_named():
     assert msg.startswith("the launch asked for FSDP (ACCELERATE_USE_FSDP) but accelerate set up MULTI_CPU on cpu")
     msg = distribution_mismatch({"ACCELERATE_USE_DEEPSPEED": "1"}, "NO", "cpu")
     assert "asked for DEEPSPEED" in msg and "set up NO" in msg
+
+
+def test_the_startup_summary_says_what_the_model_was_wrapped_in():
+    import torch
+
+    class DTensor(torch.nn.Parameter):  # what FSDP2 turns a sharded parameter into, by name
+        pass
+
+    model = torch.nn.Linear(2, 2)
+    assert describe_distribution(model, "NO", 1) == "NO: one process (Linear)"
+    assert describe_distribution(model, "MULTI_GPU", 4) == "MULTI_GPU: Linear over 4 processes"
+    assert describe_distribution(model, "FSDP", 2).startswith("FSDP: 0 of 2 parameter tensors sharded")
+    model.weight = DTensor(model.weight.data)
+    assert describe_distribution(model, "FSDP", 2).startswith("FSDP: 1 of 2 parameter tensors sharded")
+
+    class Engine(torch.nn.Module):
+        def zero_optimization_stage(self):
+            return 2
+
+    assert describe_distribution(Engine(), "DEEPSPEED", 8) == "DEEPSPEED: ZeRO stage 2 over 8 process(es)"
 
 
 def test_the_fsdp_config_on_a_machine_without_gpus_stops_before_training(tmp_path):

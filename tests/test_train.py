@@ -144,6 +144,7 @@ def test_exact_files_and_metrics(finished_run):
     saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
     assert saved["training"]["max_steps"] == 12 and saved["model"]["tiny_model"] is True
     assert "effective batch (per device x processes x accumulation): 8" in p.stdout
+    assert "distributed: NO: one process (BertForTokenClassification)" in p.stdout
     assert "pipeline('ner')" in p.stdout
 
 
