@@ -335,6 +335,7 @@ def test_a_second_run_on_the_same_folder_is_refused_and_a_stale_lock_taken_over(
     )
 
 
+@pytest.mark.release  # needs the release-only process-count variants (python tests/reliability_report.py runs all)
 def test_zz_record_preemption_figures():
     needed = {"survived", "second signal", "processes", "corruptions", "full disk", "locks"}
     if not needed <= set(FIGURES) or len(FIGURES["survived"]) < 2 or len(FIGURES["processes"]) < 2:
