@@ -125,11 +125,9 @@ def main(argv: list[str] | None = None, prog: str = "nerforge audit") -> int:
             work = Path(args.work_dir or Path(args.output_dir) / "folds")
             work.mkdir(parents=True, exist_ok=True)
 
-            def load_fold_predictor(path):
-                args.model = path
-                return predictor_from_args(args, progress)
+            def load_fold_predictor(path):  # the fold's export, with the options given for --model
+                return predictor_from_args(argparse.Namespace(**{**vars(args), "model": path}), progress)
 
-            model = args.model
             logits, to_name, folds = cross_fit(
                 load_saved(export),
                 splits,
@@ -141,7 +139,6 @@ def main(argv: list[str] | None = None, prog: str = "nerforge audit") -> int:
                 seed=args.seed,
                 log=lambda s: print(s, file=sys.stderr, flush=True),
             )
-            args.model = model
         progress.close()
         names = list(split.features["ner_tags"].feature.names)
         gold = [[names[t] for t in s] for s in split["ner_tags"]]
