@@ -1,18 +1,218 @@
 """What runs a model: the one place a backend name becomes a predictor.
 
-``torch`` (:class:`nerforge.predictor.Predictor`), ``onnx`` and ``onnx-int8`` (the export's
-``onnx/model.onnx`` / ``onnx/model_quantized.onnx`` under ONNX Runtime,
-:class:`nerforge.onnx_runtime.OnnxPredictor`: the same windows and batches; intra-op threads as torch's).
+``torch`` (:class:`nerforge.predictor.Predictor`, fp32 or with ``bf16`` under bfloat16 autocast),
+``onnx`` and ``onnx-int8`` (the export's ``onnx/model.onnx`` / ``onnx/model_quantized.onnx`` under ONNX
+Runtime, :class:`nerforge.onnx_runtime.OnnxPredictor`: the same windows and batches; intra-op threads
+as torch's), and ``auto``: the fastest of those *paths* whose F1 on the export was verified.
+
+A path is one way to run an export on a CPU: ``torch`` (fp32), ``torch-bf16``, ``onnx``, ``onnx-int8``.
+``nerforge verify`` scores a split with each path this machine can run, times it, and writes the export's
+``backends.json`` (:func:`verify_paths`). ``auto`` (:func:`choose`) then takes, among the recorded paths
+whose F1 is within :data:`MAX_F1_DELTA` points of fp32's and whose files are unchanged since, the one
+with the most words per second, never bf16 on a CPU without native bf16 (emulated bf16 is slower than
+fp32), never ONNX without onnxruntime; with no record, or on a GPU, it is plain torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 from nerforge.features import WindowSettings
 from nerforge.predictor import Predictor
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+PATHS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+RECORD_FILE = "backends.json"
+MAX_F1_DELTA = 0.3  # F1 points: a path that moves F1 more than this is never picked by auto
+# CPU flags of native bfloat16 arithmetic: x86 AVX512-BF16 / AMX-BF16, Arm's BF16 extension.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
-__all__ = ["BACKENDS", "load_predictor"]
+__all__ = [
+    "BACKENDS",
+    "PATHS",
+    "RECORD_FILE",
+    "MAX_F1_DELTA",
+    "Choice",
+    "choose",
+    "cpu_flags",
+    "cpu_name",
+    "native_bf16",
+    "path_files",
+    "fingerprint",
+    "read_record",
+    "resolve",
+    "load_predictor",
+    "verify_paths",
+]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolved backend: what :func:`load_predictor` runs, and why it was chosen."""
+
+    backend: str
+    bf16: bool
+    reason: str
+
+    @property
+    def path(self) -> str:
+        return "torch-bf16" if self.bf16 else self.backend
+
+
+def _cpuinfo_field(names: tuple[str, ...], cpuinfo: str | None) -> str | None:
+    """The first processor's value of one of ``names`` in /proc/cpuinfo (None: no such field or file)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags (``flags`` on x86, ``Features`` on Arm) from /proc/cpuinfo; empty where
+    there is no such file (macOS, Windows): nothing is assumed native there."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), cpuinfo) or "").split())
+
+
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
+    return _cpuinfo_field(("model name",), cpuinfo) or platform.processor() or platform.machine()
+
+
+def native_bf16(flags: frozenset[str]) -> bool:
+    return bool(NATIVE_BF16_FLAGS & flags)
+
+
+def path_files(path: str) -> tuple[str, ...]:
+    """The export files a path runs (relative to the export folder)."""
+    from nerforge.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR
+
+    return {
+        "torch": ("model.safetensors",),
+        "torch-bf16": ("model.safetensors",),
+        "onnx": (f"{ONNX_DIR}/{FP32_FILE}",),
+        "onnx-int8": (f"{ONNX_DIR}/{INT8_FILE}",),
+    }[path]
+
+
+def fingerprint(folder: str | Path, path: str) -> str | None:
+    """sha256 of the files a path runs (None if one is missing): a record is only trusted for the
+    weights it verified (a retrained, calibrated or re-exported model needs a new ``nerforge verify``)."""
+    h = hashlib.sha256()
+    for name in path_files(path):
+        f = Path(folder) / name
+        if not f.is_file():
+            return None
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def read_record(folder: str | Path) -> dict | None:
+    """The export's ``backends.json``, or None (no such file, or not a local folder)."""
+    import json
+
+    f = Path(folder) / RECORD_FILE
+    if not f.is_file():
+        return None
+    try:
+        record = json.loads(f.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{f}: not valid JSON ({e}); rerun nerforge verify") from None
+    if not isinstance(record, dict) or not isinstance(record.get("paths"), dict):
+        raise ValueError(f"{f}: expected an object with 'paths' (written by nerforge verify)")
+    return record
+
+
+def choose(
+    record: dict | None,
+    *,
+    device_type: str,
+    flags: frozenset[str],
+    runnable: dict[str, bool],
+    current: dict[str, str | None] | None = None,
+) -> Choice:
+    """``auto``'s pick (pure). ``record``: the export's ``backends.json`` (None: none); ``flags``: this
+    CPU's; ``runnable``: path -> whether this install can run it (onnxruntime present); ``current``:
+    path -> fingerprint of the export's files now (a path whose files changed since the record is not
+    trusted; None: not checked)."""
+    if device_type != "cpu":
+        return Choice("torch", False, f"auto: torch on {device_type} (the verified CPU paths are for CPUs)")
+    if record is None:
+        return Choice(
+            "torch",
+            False,
+            f"auto: torch fp32 (no {RECORD_FILE} in the export: nerforge verify checks the faster paths)",
+        )
+    paths = record["paths"]
+    skipped, candidates = [], []
+    for name, r in paths.items():
+        if name not in PATHS or "f1_delta" not in r or "words_per_s" not in r:
+            continue
+        why = None
+        if abs(float(r["f1_delta"])) > MAX_F1_DELTA:
+            why = f"F1 {float(r['f1_delta']):+.2f}"
+        elif name == "torch-bf16" and not native_bf16(flags):
+            why = "no native bf16 on this CPU"
+        elif not runnable.get(name, False):
+            why = "onnxruntime not installed" if name.startswith("onnx") else "cannot run here"
+        elif current is not None and current.get(name) != r.get("sha256"):
+            why = "files changed since verified" if current.get(name) else "file missing"
+        if why:
+            skipped.append(f"{name}: {why}")
+        else:
+            candidates.append(name)
+    if not candidates:
+        return Choice("torch", False, "auto: torch fp32 (no verified path runs here: " + "; ".join(skipped) + ")")
+    best = max(candidates, key=lambda n: float(paths[n]["words_per_s"]))
+    r = paths[best]
+    base = paths.get("torch", {}).get("words_per_s")
+    speed = f", {float(r['words_per_s']) / float(base):.2f}x fp32's words/s" if base else ""
+    reason = (
+        f"auto: {best} (fastest verified path in {RECORD_FILE}{speed}, F1 {float(r['f1_delta']):+.2f} "
+        f"vs fp32 on {record.get('split', '?')}; measured on {record.get('cpu', '?')})"
+    )
+    if skipped:
+        reason += "; skipped " + "; ".join(skipped)
+    backend = "torch" if best.startswith("torch") else best
+    return Choice(backend, best == "torch-bf16", reason)
+
+
+def _onnx_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None
+
+
+def resolve(model: str, backend: str = "auto", *, device: str | None = None, bf16: bool = False) -> Choice:
+    """A backend name (``auto`` included) and ``--bf16`` -> the :class:`Choice` to load. ``--bf16`` is
+    an explicit torch bf16; any other explicit backend is taken as given."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if backend != "auto":
+        return Choice(backend, bf16, f"backend {backend} (given)")
+    if bf16:
+        return Choice("torch", True, "auto: torch bf16 (--bf16 given)")
+    import torch
+
+    device_type = (device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
+    folder = Path(model)
+    record = read_record(folder) if device_type == "cpu" and folder.is_dir() else None
+    runnable = {p: (not p.startswith("onnx")) or _onnx_available() for p in PATHS}
+    current = None
+    if record is not None:
+        current = {p: fingerprint(folder, p) for p in record["paths"] if p in PATHS}
+    return choose(record, device_type=device_type, flags=cpu_flags(), runnable=runnable, current=current)
 
 
 def load_predictor(
@@ -24,9 +224,15 @@ def load_predictor(
     bf16: bool = False,
 ) -> Predictor:
     """The predictor for an export folder or Hub id; ``windows`` None: the export's own. Bad settings
-    (bf16 or a GPU with an ONNX backend, the onnx extra missing, no such file) are ValueErrors."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    (bf16 or a GPU with an ONNX backend, the onnx extra missing, no such file) are ValueErrors.
+    ``auto`` is resolved first (:func:`resolve`); the predictor's ``choice`` says what and why."""
+    choice = resolve(model, backend, device=device, bf16=bf16)
+    predictor = _load(model, choice.backend, windows, device=device, bf16=choice.bf16)
+    predictor.choice = choice
+    return predictor
+
+
+def _load(model: str, backend: str, windows: WindowSettings | None, *, device: str | None, bf16: bool) -> Predictor:
     if backend == "torch":
         return Predictor.from_pretrained(model, windows, device=device, bf16=bf16)
     if bf16:
@@ -40,3 +246,79 @@ def load_predictor(
     except ValueError as e:  # the onnx extra is missing: say which to install
         raise ValueError(f"--backend {backend}: {e}") from None
     return OnnxPredictor.from_pretrained(model, windows, quantized=backend == "onnx-int8")
+
+
+def verify_paths(
+    model: str,
+    split,
+    windows: WindowSettings | None = None,
+    *,
+    paths: tuple[str, ...] | None = None,
+    flags: frozenset[str] | None = None,
+    on_path=None,
+) -> dict:
+    """Score ``split`` with each path this machine can run (default: torch; torch-bf16 where the CPU
+    has native bf16; onnx and onnx-int8 where the export has the file and onnxruntime is installed),
+    timing each prediction after a warm-up call, and return what ``backends.json`` holds. Paths not run
+    are listed under ``not_run`` with the reason. ``on_path(name, entry)`` is called after each."""
+    import torch
+
+    from nerforge.scoring import predict_split
+
+    folder = Path(model)
+    flags = cpu_flags() if flags is None else flags
+    not_run = {}
+    wanted = list(paths or PATHS)
+    if "torch" not in wanted:
+        wanted.insert(0, "torch")  # the reference every delta is taken against
+    todo = []
+    for name in wanted:
+        if name not in PATHS:
+            raise ValueError(f"unknown path {name!r} (known: {', '.join(PATHS)})")
+        if name == "torch-bf16" and not native_bf16(flags) and paths is None:
+            not_run[name] = "no native bf16 on this CPU (emulated bf16 is slower than fp32)"
+        elif name.startswith("onnx") and not _onnx_available():
+            not_run[name] = "onnxruntime not installed (pip install 'nerforge[onnx]')"
+        elif fingerprint(folder, name) is None:
+            not_run[name] = f"no {path_files(name)[0]} in the export" + (
+                " (nerforge onnx writes it)" if name.startswith("onnx") else ""
+            )
+        else:
+            todo.append(name)
+    if "torch" not in todo:
+        raise ValueError(f"{folder}: {not_run['torch']}: verify needs the torch weights")
+    words = sum(len(s) for s in split["tokens"])
+    entries, ref_f1 = {}, None
+    for name in todo:
+        backend = "torch" if name.startswith("torch") else name
+        predictor = _load(model, backend, windows, device="cpu", bf16=name == "torch-bf16")
+        predictor.predict_words([["warm", "up"]])
+        t0 = time.perf_counter()
+        p = predict_split(predictor, split)
+        dt = time.perf_counter() - t0
+        from nerforge.metric import score
+
+        f1 = float(score(p["gold"], p["pred"])["f1"])
+        ref_f1 = f1 if name == "torch" else ref_f1
+        entries[name] = {
+            "f1": round(f1, 6),
+            "f1_delta": round(100 * (f1 - ref_f1), 3),
+            "time_s": round(dt, 3),
+            "words_per_s": round(words / dt, 1),
+            "precision": predictor.describe()["precision"],
+            "sha256": fingerprint(folder, name),
+        }
+        if on_path is not None:
+            on_path(name, entries[name])
+    return {
+        "split": None,  # the command fills in the split's name and where it came from
+        "sentences": len(split),
+        "words": words,
+        "cpu": cpu_name(),
+        "native_bf16": native_bf16(flags),
+        "intra_op_threads": int(torch.get_num_threads()),
+        "max_f1_delta": MAX_F1_DELTA,
+        "torch": torch.__version__,
+        "paths": entries,
+        "not_run": not_run,
+    }

@@ -185,6 +185,7 @@ class Predictor:
     # of 64 long windows spills out of the caches (BENCHMARKS.md, "ONNX and int8"). None: no cap (GPUs).
     max_batch_pieces: int | None = CPU_BATCH_PIECES
     on_batch: Callable[[int, int], None] | None = None
+    choice = None  # set by nerforge.backends.load_predictor: the backend resolved and why
 
     def __init__(self, model, tokenizer, windows: WindowSettings | None = None, *, device=None, bf16: bool = False):
         import torch
@@ -256,17 +257,21 @@ class Predictor:
         return int(torch.get_num_threads())
 
     def describe(self) -> dict:
-        """What runs the model: ``{"backend", "precision", "device", "intra_op_threads", "file"}``."""
+        """What runs the model: ``{"backend", "precision", "device", "intra_op_threads", "file"}``, plus
+        ``chosen`` (why) when :func:`nerforge.backends.load_predictor` resolved it."""
         precision = {"onnx": "fp32", "onnx-int8": "int8 weights (dynamic)"}.get(
             self.backend, "bf16 autocast" if self.bf16 else "fp32"
         )
-        return {
+        out = {
             "backend": self.backend,
             "precision": precision,
             "device": str(self.device) if self.backend == "torch" else "cpu",
             "intra_op_threads": self.intra_op_threads,
             "file": self.file,
         }
+        if self.choice is not None:
+            out["chosen"] = self.choice.reason
+        return out
 
     def settings(self) -> dict:
         """The windows in use and what runs the model, as the commands record them."""

@@ -27,6 +27,10 @@ COMMANDS = {
     ),
     "calibrate": ("nerforge.cli.calibrate", "fold a fitted temperature into an export: calibrated scores"),
     "onnx": ("nerforge.cli.onnx", "add verified fp32 and int8 ONNX graphs to an export"),
+    "verify": (
+        "nerforge.cli.verify",
+        "score every CPU path (fp32, bf16, ONNX, int8) so --backend auto picks the fastest safe one",
+    ),
     "demo": ("nerforge.cli.demo", "a local web page over a model (Gradio), or a Hugging Face Space folder for it"),
     "push": ("nerforge.cli.push", "upload an export to the Hugging Face Hub"),
     "data": ("nerforge.cli.data", "build a load_dataset folder from raw CoNLL files, or write the sample corpus"),

@@ -128,9 +128,10 @@ def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
         p.add_argument(
             "--backend",
             choices=BACKENDS,
-            default="torch",
+            default="auto",
             help="what runs the model: torch, onnx (the export's onnx/model.onnx) or onnx-int8 "
-            "(onnx/model_quantized.onnx), written by nerforge onnx",
+            "(onnx/model_quantized.onnx, written by nerforge onnx); auto: the fastest path whose F1 "
+            "nerforge verify checked for this export (its backends.json), else torch fp32",
         )
 
 
@@ -151,13 +152,15 @@ def predictor_from_args(args: argparse.Namespace, progress: Progress | None = No
     hf_logging.disable_progress_bar()
     predictor = load_predictor(
         args.model,
-        getattr(args, "backend", "torch"),
+        getattr(args, "backend", "auto"),
         windows_from_args(args),
         device=args.device,
         bf16=getattr(args, "bf16", False),
     )
     if progress is not None:
         predictor.on_batch = progress.update
+    if predictor.choice is not None and getattr(args, "backend", "auto") == "auto":
+        print(predictor.choice.reason, file=sys.stderr)
     print(describe_line(predictor), file=sys.stderr)
     return predictor
 
