@@ -139,11 +139,11 @@ def choose(
     *,
     device_type: str,
     flags: frozenset[str],
-    runnable: dict[str, bool],
+    runnable: dict[str, str | None],
     current: dict[str, str | None] | None = None,
 ) -> Choice:
     """``auto``'s pick (pure). ``record``: the export's ``backends.json`` (None: none); ``flags``: this
-    CPU's; ``runnable``: path -> whether this install can run it (onnxruntime present); ``current``:
+    CPU's; ``runnable``: path -> None if it may run here, else why not (no onnxruntime); ``current``:
     path -> fingerprint of the export's files now (a path whose files changed since the record is not
     trusted; None: not checked)."""
     if device_type != "cpu":
@@ -164,8 +164,8 @@ def choose(
             why = f"F1 {float(r['f1_delta']):+.2f}"
         elif name == "torch-bf16" and not native_bf16(flags):
             why = "no native bf16 on this CPU"
-        elif not runnable.get(name, False):
-            why = "onnxruntime not installed" if name.startswith("onnx") else "cannot run here"
+        elif runnable.get(name, "unknown here") is not None:
+            why = runnable.get(name, "unknown here")
         elif current is not None and current.get(name) != r.get("sha256"):
             why = "files changed since verified" if current.get(name) else "file missing"
         if why:
@@ -194,9 +194,12 @@ def _onnx_available() -> bool:
     return find_spec("onnxruntime") is not None
 
 
-def resolve(model: str, backend: str = "auto", *, device: str | None = None, bf16: bool = False) -> Choice:
+def resolve(
+    model: str, backend: str = "auto", *, device: str | None = None, bf16: bool = False, compile: bool = False
+) -> Choice:
     """A backend name (``auto`` included) and ``--bf16`` -> the :class:`Choice` to load. ``--bf16`` is
-    an explicit torch bf16; any other explicit backend is taken as given."""
+    an explicit torch bf16; any other explicit backend is taken as given; with ``compile`` auto chooses
+    among the torch paths only."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
     if backend != "auto":
@@ -208,7 +211,10 @@ def resolve(model: str, backend: str = "auto", *, device: str | None = None, bf1
     device_type = (device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
     folder = Path(model)
     record = read_record(folder) if device_type == "cpu" and folder.is_dir() else None
-    runnable = {p: (not p.startswith("onnx")) or _onnx_available() for p in PATHS}
+    onnx_missing = None if _onnx_available() else "onnxruntime not installed"
+    runnable = {
+        p: (("--compile runs torch" if compile else onnx_missing) if p.startswith("onnx") else None) for p in PATHS
+    }
     current = None
     if record is not None:
         current = {p: fingerprint(folder, p) for p in record["paths"] if p in PATHS}
@@ -222,19 +228,26 @@ def load_predictor(
     *,
     device: str | None = None,
     bf16: bool = False,
+    compile: bool = False,
 ) -> Predictor:
     """The predictor for an export folder or Hub id; ``windows`` None: the export's own. Bad settings
     (bf16 or a GPU with an ONNX backend, the onnx extra missing, no such file) are ValueErrors.
-    ``auto`` is resolved first (:func:`resolve`); the predictor's ``choice`` says what and why."""
-    choice = resolve(model, backend, device=device, bf16=bf16)
-    predictor = _load(model, choice.backend, windows, device=device, bf16=choice.bf16)
+    ``auto`` is resolved first (:func:`resolve`); the predictor's ``choice`` says what and why.
+    ``compile`` (torch only) runs the model through ``torch.compile``; ``auto`` never picks it alone:
+    it costs tens of seconds when a process starts."""
+    choice = resolve(model, backend, device=device, bf16=bf16, compile=compile)
+    if compile and choice.backend != "torch":
+        raise ValueError(f"--compile is for the torch backend, not {choice.backend} ({choice.reason})")
+    predictor = _load(model, choice.backend, windows, device=device, bf16=choice.bf16, compile=compile)
     predictor.choice = choice
     return predictor
 
 
-def _load(model: str, backend: str, windows: WindowSettings | None, *, device: str | None, bf16: bool) -> Predictor:
+def _load(
+    model: str, backend: str, windows: WindowSettings | None, *, device: str | None, bf16: bool, compile: bool = False
+) -> Predictor:
     if backend == "torch":
-        return Predictor.from_pretrained(model, windows, device=device, bf16=bf16)
+        return Predictor.from_pretrained(model, windows, device=device, bf16=bf16, compile=compile)
     if bf16:
         raise ValueError(f"--bf16 is for --backend torch; --backend {backend} runs the ONNX graph as it is")
     if device not in (None, "cpu"):

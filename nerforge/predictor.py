@@ -173,6 +173,7 @@ class Predictor:
             quarter of it, with a warning. Longer sentences are windowed, never truncated.
         device: torch device (None: cuda if available, else cpu).
         bf16: run the forward pass under bfloat16 autocast.
+        compile: run it through ``torch.compile`` (inductor, weights frozen); the first call compiles.
 
     ``on_batch``, when set, is called after every forward pass with (windows done, windows in all):
     the commands hang a progress bar on it. :class:`nerforge.onnx_runtime.OnnxPredictor` is the same
@@ -187,12 +188,26 @@ class Predictor:
     on_batch: Callable[[int, int], None] | None = None
     choice = None  # set by nerforge.backends.load_predictor: the backend resolved and why
 
-    def __init__(self, model, tokenizer, windows: WindowSettings | None = None, *, device=None, bf16: bool = False):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        windows: WindowSettings | None = None,
+        *,
+        device=None,
+        bf16: bool = False,
+        compile: bool = False,
+    ):
         import torch
 
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.bf16 = bf16
+        self.compiled = compile
+        # torch.compile (inductor) with freezing: weights become constants, so on a CPU oneDNN prepacks them
+        # for AMX/AVX-512 and element-wise work is fused. Shapes are dynamic (one graph for every batch
+        # width); the first call pays the compile, tens of seconds (BENCHMARKS.md, "bf16 and int8 on the CPU").
+        self._run = torch.compile(self.model, dynamic=True, options={"freezing": True}) if compile else self.model
         if self.device.type != "cpu":
             self.max_batch_pieces = None
         self._configure(model.config, tokenizer, windows or WindowSettings())
@@ -262,6 +277,8 @@ class Predictor:
         precision = {"onnx": "fp32", "onnx-int8": "int8 weights (dynamic)"}.get(
             self.backend, "bf16 autocast" if self.bf16 else "fp32"
         )
+        if getattr(self, "compiled", False):
+            precision += ", torch.compile"
         out = {
             "backend": self.backend,
             "precision": precision,
@@ -316,7 +333,7 @@ class Predictor:
 
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with autocast:
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+            out = self._run(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
         return out.logits.float()
 
     def _predict_ids(self, sentences: list[list[str]], document_ids: list[int] | None, with_logits: bool = False):

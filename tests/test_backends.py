@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import SAMPLE_DIR
 
 from nerforge.backends import MAX_F1_DELTA, RECORD_FILE, Choice, choose, cpu_flags, cpu_name, fingerprint, native_bf16
 
@@ -34,7 +35,7 @@ def record(**paths):
     return {"split": "validation", "cpu": "test cpu", "paths": base}
 
 
-ALL = {"torch": True, "torch-bf16": True, "onnx": True, "onnx-int8": True}
+ALL = {"torch": None, "torch-bf16": None, "onnx": None, "onnx-int8": None}
 AMX = cpu_flags(X86)
 
 
@@ -68,7 +69,7 @@ def test_choose_never_takes_emulated_bf16():
 
 def test_choose_skips_paths_it_cannot_run_or_whose_files_changed():
     r = record(onnx_int8=(0.0, 4000.0), torch_bf16=(0.0, 2000.0))
-    no_ort = {**ALL, "onnx-int8": False}
+    no_ort = {**ALL, "onnx-int8": "onnxruntime not installed"}
     c = choose(r, device_type="cpu", flags=AMX, runnable=no_ort)
     assert c.path == "torch-bf16" and "onnxruntime not installed" in c.reason
     changed = {"torch": "a", "torch-bf16": "other weights", "onnx-int8": "onnx_int8"}
@@ -148,3 +149,19 @@ def test_a_broken_record_is_a_clear_error(export, capsys):
     rc = score_cli.main(["--model", str(export), "--data-dir", "bundled:sample", "--quiet"])
     assert rc == 2
     assert RECORD_FILE in capsys.readouterr().err
+
+
+def test_compile_tags_as_eager_and_says_so(quickstart_export):
+    """--compile (torch.compile, weights frozen, dynamic shapes): the tags of the eager model in fp32 on
+    batches of different widths, one compiled graph for all of them."""
+    from conll2003_loader.parsing import read_conll
+    from nerforge.backends import load_predictor
+
+    sentences = [s.tokens for s in read_conll(SAMPLE_DIR / "test.txt")][:40]
+    eager = load_predictor(str(quickstart_export), "torch")
+    compiled = load_predictor(str(quickstart_export), "auto", compile=True)
+    assert compiled.describe()["precision"] == "fp32, torch.compile"
+    assert compiled.choice.path == "torch"
+    assert compiled.predict_words(sentences) == eager.predict_words(sentences)
+    with pytest.raises(ValueError, match="--compile is for the torch backend"):
+        load_predictor(str(quickstart_export), "onnx", compile=True)

@@ -126,6 +126,11 @@ def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
     if backend:
         p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (torch backend)")
         p.add_argument(
+            "--compile",
+            action="store_true",
+            help="torch.compile the model (torch backend): faster on large inputs, tens of seconds to start",
+        )
+        p.add_argument(
             "--backend",
             choices=BACKENDS,
             default="auto",
@@ -156,6 +161,7 @@ def predictor_from_args(args: argparse.Namespace, progress: Progress | None = No
         windows_from_args(args),
         device=args.device,
         bf16=getattr(args, "bf16", False),
+        compile=getattr(args, "compile", False),
     )
     if progress is not None:
         predictor.on_batch = progress.update
