@@ -183,6 +183,25 @@ def main_parent(args) -> int:
                     th,
                     log,
                 ),
+                # torch.compile (inductor, frozen weights: oneDNN prepacks them for AMX) in fp32 and bf16
+                # autocast; startup_s holds the compile (issue 29's levers)
+                **{
+                    row: run_child(
+                        "infer_ours",
+                        dict(
+                            base,
+                            model_dir=str(mdir),
+                            bf16=bf16,
+                            compile=True,
+                            trained=trained,
+                            limit=None if native_bf16 or trained or not bf16 else 64 if quick else 500,
+                            compare_tags=str(tags_file),
+                        ),
+                        th,
+                        log,
+                    )
+                    for row, bf16 in (("ours_fp32_compiled", False), ("ours_bf16_compiled", True))
+                },
                 "onnx_export": run_child("make_onnx", dict(base, model_dir=str(mdir), out=str(onnx_dir)), th, log),
                 **{
                     row: run_child(

@@ -217,3 +217,29 @@ def test_a_partial_run_on_another_machine_says_where_the_quoted_sections_ran(ben
     assert "another machine" not in bench.markdown(same)
     same["partial_sections"] = ["infer", "train"]
     assert "peak measured in this run" in bench.markdown(same)
+
+
+def test_fastest_path_is_the_quickest_within_three_tenths_of_f1(bench):
+    """Issue 29's summary keys: the fastest CPU path whose test F1 stays within 0.3 points of torch
+    fp32's, against both pipelines; a faster path that moves F1 more is passed over."""
+    row = lambda wps, f1, n=100: {"words_per_s": wps, "f1": f1, "sentences": n, "startup_s": 1.0}  # noqa: E731
+    inf = {
+        "pipeline": {"words_per_s": 100.0, "sentences": 100},
+        "pipeline_batched": {"words_per_s": 200.0, "sentences": 100},
+        "ours_fp32": row(300.0, 0.850),
+        "ours_bf16": row(600.0, 0.851),
+        "ours_bf16_compiled": row(1500.0, 0.845),  # -0.5 points: not counted
+        "onnx_int8": row(900.0, 0.848),
+        "ours_fp32_compiled": row(5000.0, 0.850, n=10),  # a sample, not the whole set: not comparable
+    }
+    S = {}
+    bench.fastest(S, inf, lambda d: (d or {}).get("words_per_s"))
+    assert S["inference_fastest_backend"] == "ONNX Runtime int8 (dynamic)"
+    assert S["inference_fastest_speedup_vs_pipeline"] == 9.0
+    assert S["inference_fastest_speedup_vs_batched_pipeline"] == 4.5
+    assert S["inference_fastest_f1_delta"] == pytest.approx(-0.2)
+    R = {"infer": inf}
+    bench.summarize(R, {}, quick=True)
+    t = R["targets"]
+    assert t["fastest CPU path (ONNX Runtime int8 (dynamic)) vs pipeline"]["met"] is False
+    assert t["fastest CPU path vs batched pipeline"]["value"] == 4.5
