@@ -84,6 +84,12 @@ class ModelConfig:
             "help": "WordPiece (BERT-style) tokenizers only: keep punctuation inside a word (AL-AIN, U.S) in the word as ## pieces instead of cutting the word there, so that pipeline('ner', aggregation_strategy='first') groups pieces into the same words as the data and our scores. The export's tokenizer keeps it."
         },
     )
+    attention_dropout: Optional[float] = field(
+        default=None,
+        metadata={
+            "help": "Dropout on the attention probabilities while fine-tuning (None: the encoder's own, 0.1 for BERT and MiniLM). 0 lets PyTorch's fused attention kernel run in training too, instead of a full attention matrix and its dropout mask: on a CPU the MiniLM recipe's steps take about half the time (BENCHMARKS.md, 'bf16 and int8 on the CPU'); its effect on F1 is measured there."
+        },
+    )
     license: str = field(
         default="apache-2.0",
         metadata={"help": "License of the fine-tuned model, written to its card (usually the base model's)."},

@@ -54,12 +54,14 @@ def load_model_and_tokenizer(
     revision: str | None = None,
     trust_remote_code: bool = False,
     whole_words: bool = False,
+    attention_dropout: float | None = None,
 ):
     """A token-classification model and its fast tokenizer, for training and for prediction alike.
 
     With ``label_names`` (training) the head's labels are the dataset's names, and a checkpoint
     fine-tuned on another tag set gets a fresh head; without (prediction) the model keeps its own.
-    ``whole_words``: the tokenizer keeps words whole (:func:`keep_words_whole`)."""
+    ``whole_words``: the tokenizer keeps words whole (:func:`keep_words_whole`); ``attention_dropout``
+    (not None): the dropout on attention probabilities, set in the config before the model is built."""
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
     labels = {}
@@ -70,6 +72,8 @@ def load_model_and_tokenizer(
             "label2id": {n: i for i, n in enumerate(label_names)},
         }
     config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code, **labels)
+    if attention_dropout is not None:
+        set_attention_dropout(config, attention_dropout, name_or_path)
     extra = {"add_prefix_space": True} if config.model_type in PREFIX_SPACE_MODELS else {}
     tokenizer = AutoTokenizer.from_pretrained(
         name_or_path, revision=revision, use_fast=True, trust_remote_code=trust_remote_code, **extra
@@ -88,6 +92,25 @@ def load_model_and_tokenizer(
         ignore_mismatched_sizes=label_names is not None,
     )
     return model, tokenizer
+
+
+# The config fields that hold the attention-probability dropout, by model family (BERT/RoBERTa/ELECTRA/
+# DeBERTa, DistilBERT/BART-style, GPT-2-style).
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def set_attention_dropout(config, p: float, name: str = "the model") -> str:
+    """Set the attention-probability dropout of a transformers config; returns the field set. A value
+    outside [0, 1) or a config without such a field is a ValueError naming it."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"attention_dropout must be in [0, 1), got {p}")
+    for key in ATTENTION_DROPOUT_FIELDS:
+        if hasattr(config, key):
+            setattr(config, key, float(p))
+            return key
+    raise ValueError(
+        f"attention_dropout: {name}'s config ({config.model_type}) has none of {', '.join(ATTENTION_DROPOUT_FIELDS)}"
+    )
 
 
 # BERT's pre-tokenizer cuts at every punctuation character, and so does pipeline("ner")'s idea of a word:

@@ -266,7 +266,12 @@ def load_model(cfg: RunConfig, raw, label_names, out_dir: Path, accelerator: Acc
                 words = (w for split in raw.values() for sent in split["tokens"] for w in sent)
                 build_tiny_bert(words, label_names, model_path, seed=cfg.training.seed)
     model, tokenizer = load_model_and_tokenizer(
-        model_path, label_names, cfg.model.revision, cfg.model.trust_remote_code, cfg.model.keep_words_whole
+        model_path,
+        label_names,
+        cfg.model.revision,
+        cfg.model.trust_remote_code,
+        cfg.model.keep_words_whole,
+        attention_dropout=cfg.model.attention_dropout,
     )
     limit = position_limit(model.config)
     if limit is not None and cfg.data.max_length > limit:

@@ -84,3 +84,24 @@ def test_position_limit_counts_robertas_reserved_positions():
     assert position_limit(BertConfig(max_position_embeddings=512)) == 512
     assert position_limit(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
     assert position_limit(BertConfig(max_position_embeddings=0)) is None
+
+
+def test_attention_dropout_is_set_in_the_config_the_model_is_built_from(quickstart_export):
+    from transformers import BertConfig, DistilBertConfig, T5Config
+
+    from nerforge.modeling import load_model_and_tokenizer, set_attention_dropout
+
+    assert set_attention_dropout(BertConfig(), 0.0) == "attention_probs_dropout_prob"
+    d = DistilBertConfig()
+    assert set_attention_dropout(d, 0.05) == "attention_dropout" and d.attention_dropout == 0.05
+    with pytest.raises(ValueError, match="has none of attention_probs_dropout_prob"):
+        set_attention_dropout(T5Config(), 0.0, "t5")
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        set_attention_dropout(BertConfig(), 1.0)
+    model, _ = load_model_and_tokenizer(str(quickstart_export), ["O", "B-PER", "I-PER"], attention_dropout=0.0)
+    assert model.config.attention_probs_dropout_prob == 0.0
+    drops = {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "attention.self" in name}
+    attn = model.bert.encoder.layer[0].attention.self
+    assert drops <= {0.0} and getattr(attn, "dropout_prob", 0.0) == 0.0
+    default, _ = load_model_and_tokenizer(str(quickstart_export), ["O", "B-PER", "I-PER"])
+    assert default.config.attention_probs_dropout_prob == 0.1
