@@ -1,0 +1,186 @@
+"""Where a CPU training step goes, and what bf16 buys on the recipe (issue 29).
+
+    python -m bench.train_levers [--steps 40] [--rounds 2] [--skip-loop] [--skip-model]
+
+Two parts, both on configs/minilm-cpu.yaml's shape (packed windows of 128 pieces + 64 of document context
+on each side, batch 4), side by side in one run:
+
+1. **loop**: train_accelerate.py itself (bench/measure.py's train_ours child, full training split,
+   `--steps` optimizer steps each) in fp32 and bf16, with the encoder's attention dropout and with
+   `--attention_dropout 0`; the variants run in turns, `--rounds` times, the order rotated each round, so
+   drift on a shared machine hits them alike. Figure: windows per second, each variant's median, and the
+   ratios to fp32 with the recipe's own dropout.
+2. **model**: one training step (forward with labels, backward, clipping, fused AdamW) of the bare
+   model on fixed random batches of the same shape, eager and under torch.compile, fp32 and bf16
+   autocast (the compile's warm-up reported apart), plus torch.profiler's top operators of one eager
+   bf16 step: where the time goes.
+
+Writes bench/results/train_levers.json. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import measure
+from bench.render import RESULTS
+
+RECIPE_SHAPE = ["--context_size", "64", "--pack_length", "128", "--per_device_train_batch_size", "4"]
+LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags)
+    "fp32": ("no", []),
+    "bf16": ("bf16", []),
+    "fp32_attention_dropout_0": ("no", ["--attention_dropout", "0"]),
+    "bf16_attention_dropout_0": ("bf16", ["--attention_dropout", "0"]),
+}
+MODEL_VARIANTS = ("fp32", "bf16", "bf16_compile", "bf16_attention_dropout_0", "bf16_attention_dropout_0_compile")
+
+
+def loop_part(args) -> dict:
+    rounds = []
+    names = list(LOOP_VARIANTS)
+    with tempfile.TemporaryDirectory(prefix="nerforge-levers-") as tmp:
+        base = {"model": str(Path(args.model).resolve()), "data_dir": str(Path(args.data_dir).resolve()), "tmp": tmp}
+        ds = str(Path(tmp) / "ds")
+        measure.run_child("make_dataset", dict(base, out=ds, n_eval=32), args.threads, print)
+        for i in range(args.rounds):
+            order = names[i % len(names) :] + names[: i % len(names)]
+            res = {}
+            for name in order:
+                precision, extra = LOOP_VARIANTS[name]
+                r = measure.run_child(
+                    "train_ours",
+                    dict(
+                        base,
+                        precision=precision,
+                        steps=args.steps,
+                        tag=f"lever_{name}",
+                        dataset_path=ds,
+                        extra_args=measure.recipe_args() + RECIPE_SHAPE + extra,
+                    ),
+                    args.threads,
+                    print,
+                )
+                if "error" in r:
+                    raise RuntimeError(f"{name}: {r['error']}")
+                res[name] = {k: r.get(k) for k in ("windows_per_s", "pieces_per_s", "train_time_s", "precision")}
+            rounds.append({"order": order, **res})
+    median = {n: statistics.median(r[n]["windows_per_s"] for r in rounds) for n in names}
+    return {
+        "steps": args.steps,
+        "shape": " ".join(RECIPE_SHAPE),
+        "rounds": rounds,
+        "windows_per_s_median": median,
+        "speedup_vs_fp32": {n: round(median[n] / median["fp32"], 3) for n in names},
+        "bf16_vs_fp32_same_dropout": {
+            "recipe_dropout": round(median["bf16"] / median["fp32"], 3),
+            "attention_dropout_0": round(median["bf16_attention_dropout_0"] / median["fp32_attention_dropout_0"], 3),
+        },
+    }
+
+
+def model_part(args) -> dict:
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    b, length = 4, 256  # 128 pieces + 2 x 64 of context
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(1000, 28000, (b, length))
+        mask = torch.ones(b, length, dtype=torch.long)
+        for r in range(b):  # ragged windows, as packing leaves them
+            n = int(length * (0.6 + 0.4 * torch.rand(()).item()))
+            mask[r, n:] = 0
+            ids[r, n:] = 0
+        labels = torch.randint(0, 9, (b, length))
+        labels[mask == 0] = -100
+        batches.append((ids, mask, labels))
+
+    def build(name):
+        kw = {"attention_probs_dropout_prob": 0.0} if "attention_dropout_0" in name else {}
+        model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9, **kw).train()
+        forward = torch.compile(model, dynamic=True) if name.endswith("compile") else model
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+        bf16 = "bf16" in name
+
+        def step(batch):
+            ids, mask, labels = batch
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = forward(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+
+    out = {"shape": [b, length], "steps": args.model_steps, "variants": {}}
+    for name in MODEL_VARIANTS:
+        step = build(name)
+        t0 = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(args.model_steps):
+            step(batches[i % len(batches)])
+        ms = 1000 * (time.perf_counter() - t0) / args.model_steps
+        out["variants"][name] = {"ms_per_step": round(ms, 1), "warmup_s": round(warm, 1)}
+        print(f"model {name}: {ms:.1f} ms/step (warm-up {warm:.1f} s)", flush=True)
+    base = out["variants"]["fp32"]["ms_per_step"]
+    out["speedup_vs_fp32"] = {n: round(base / v["ms_per_step"], 3) for n, v in out["variants"].items()}
+
+    from torch.profiler import ProfilerActivity, profile
+
+    step = build("bf16")
+    for batch in batches[:2]:
+        step(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches:
+            step(batch)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops)
+    out["profile_bf16_eager_top"] = [
+        {"op": e.key, "self_share": round(e.self_cpu_time_total / total, 4), "calls_per_step": e.count // len(batches)}
+        for e in ops[:12]
+    ]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", default=str(measure.ROOT.parent / "shared" / "data" / "conll2003"))
+    p.add_argument("--model", default=str(measure.ROOT.parent / "shared" / "models" / "all-minilm-l6-v2"))
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps per loop variant")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--model-steps", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-loop", action="store_true")
+    p.add_argument("--skip-model", action="store_true")
+    args = p.parse_args(argv)
+    out = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": "python -m bench.train_levers " + " ".join(argv or sys.argv[1:]),
+        "machine": measure.machine(),
+    }
+    if not args.skip_model:
+        out["model"] = model_part(args)
+    if not args.skip_loop:
+        out["loop"] = loop_part(args)
+    path = RESULTS / "train_levers.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: v.get("speedup_vs_fp32") for k, v in out.items() if isinstance(v, dict)}, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
