@@ -164,19 +164,21 @@ def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
     quantized at run time) and run in ``nerforge.onnx_runtime.session``, at the model's own shapes (2048 rows of
     hidden -> 4 hidden, 4 hidden -> hidden, hidden -> hidden), in fp32-equivalent GFLOP/s; {} without
     the onnx extra."""
-    from nerforge import onnx as nx
+    from nerforge.onnx_runtime import require_onnx, session
 
     try:
-        nx.require_onnx()
+        require_onnx()
     except ValueError:
         return {}
+    from nerforge.onnx_export import INT8_SETTINGS, quantize
+
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from transformers import AutoConfig
 
     d = AutoConfig.from_pretrained(cfg["model"]).hidden_size
-    settings = dict(nx.INT8_SETTINGS, keep_first_layer_fp32=False, keep_classifier_fp32=False)  # one layer
+    settings = dict(INT8_SETTINGS, keep_first_layer_fp32=False, keep_classifier_fp32=False)  # one layer
     rates, rng = {}, np.random.default_rng(SEED)
     with tempfile.TemporaryDirectory() as tmp:
         for k, n in ((d, 4 * d), (4 * d, d), (d, d)):
@@ -190,8 +192,8 @@ def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
             )
             fp32, q = Path(tmp) / "m.onnx", Path(tmp) / "q.onnx"
             onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
-            nx.quantize(fp32, q, settings)
-            sess = nx.session(q, threads=cfg["threads"])
+            quantize(fp32, q, settings)
+            sess = session(q, threads=cfg["threads"])
             x = rng.standard_normal((2048, k)).astype(np.float32)
             sess.run(None, {"X": x})
             t0, reps = time.perf_counter(), 0
