@@ -53,6 +53,14 @@ def test_choose_takes_the_fastest_verified_path():
     assert "4.00x fp32's words/s" in c.reason and "-0.10" in c.reason
 
 
+def test_a_speed_tie_goes_to_the_path_closer_to_fp32():
+    r = record(torch_bf16=(-0.03, 3244.0), onnx_int8=(-0.28, 3285.0))  # the MiniLM recipe's validation record
+    c = choose(r, device_type="cpu", flags=AMX, runnable=ALL)
+    assert c.path == "torch-bf16" and "-0.03" in c.reason
+    r = record(torch_bf16=(-0.03, 3000.0), onnx_int8=(-0.28, 3300.0))  # 10% faster: speed wins
+    assert choose(r, device_type="cpu", flags=AMX, runnable=ALL).path == "onnx-int8"
+
+
 def test_choose_never_takes_a_path_that_moves_f1():
     r = record(torch_bf16=(0.05, 3000.0), onnx_int8=(-(MAX_F1_DELTA + 0.01), 4000.0))
     c = choose(r, device_type="cpu", flags=AMX, runnable=ALL)
