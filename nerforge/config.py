@@ -87,7 +87,7 @@ class ModelConfig:
     attention_dropout: Optional[float] = field(
         default=None,
         metadata={
-            "help": "Dropout on the attention probabilities while fine-tuning (None: the encoder's own, 0.1 for BERT and MiniLM). 0 lets PyTorch's fused attention kernel run in training too, instead of a full attention matrix and its dropout mask: on a CPU the MiniLM recipe's steps take about half the time (BENCHMARKS.md, 'bf16 and int8 on the CPU'); its effect on F1 is measured there."
+            "help": "Dropout on the attention probabilities while fine-tuning (None: the encoder's own, 0.1 for BERT and MiniLM). 0 lets PyTorch's fused attention kernel run in training too, instead of a full attention matrix and its dropout mask: on a 2-core CPU the MiniLM recipe's loop ran 1.32x as fast in fp32 (BENCHMARKS.md, 'bf16 and int8 on the CPU'); its effect on F1 is not measured yet, so no bundled config sets it."
         },
     )
     license: str = field(
