@@ -170,12 +170,12 @@ def int8_dynamic_rates(cfg: dict, budget: float) -> dict:
         require_onnx()
     except ValueError:
         return {}
-    from nerforge.onnx_export import INT8_SETTINGS, quantize
-
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from transformers import AutoConfig
+
+    from nerforge.onnx_export import INT8_SETTINGS, quantize
 
     d = AutoConfig.from_pretrained(cfg["model"]).hidden_size
     settings = dict(INT8_SETTINGS, keep_first_layer_fp32=False, keep_classifier_fp32=False)  # one layer
