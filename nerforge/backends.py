@@ -44,6 +44,7 @@ __all__ = [
     "native_bf16",
     "path_files",
     "fingerprint",
+    "fingerprints",
     "read_record",
     "resolve",
     "load_predictor",
@@ -119,6 +120,19 @@ def fingerprint(folder: str | Path, path: str) -> str | None:
     return h.hexdigest()
 
 
+def fingerprints(folder: str | Path, names) -> dict[str, str | None]:
+    """:func:`fingerprint` of each path in ``names``, each file set hashed once (torch and torch-bf16 run
+    the same weights: one pass over model.safetensors, which is 1.3 GB for bert-large)."""
+    by_files: dict[tuple[str, ...], str | None] = {}
+    out = {}
+    for name in names:
+        files = path_files(name)
+        if files not in by_files:
+            by_files[files] = fingerprint(folder, name)
+        out[name] = by_files[files]
+    return out
+
+
 def read_record(folder: str | Path) -> dict | None:
     """The export's ``backends.json``, or None (no such file, or not a local folder)."""
     import json
@@ -165,8 +179,8 @@ def choose(
             why = f"F1 {float(r['f1_delta']):+.2f}"
         elif name == "torch-bf16" and not native_bf16(flags):
             why = "no native bf16 on this CPU"
-        elif runnable.get(name, "unknown here") is not None:
-            why = runnable.get(name, "unknown here")
+        elif (blocked := runnable.get(name, "unknown here")) is not None:
+            why = blocked  # why this install cannot run it
         elif current is not None and current.get(name) != r.get("sha256"):
             why = "files changed since verified" if current.get(name) else "file missing"
         if why:
@@ -186,7 +200,7 @@ def choose(
     how = (
         "fastest verified path"
         if float(r["words_per_s"]) == top
-        else "verified, within 5% of the fastest, closest to fp32"
+        else f"verified, within {SPEED_TIE:.0%} of the fastest, closest to fp32"
     )
     reason = (
         f"auto: {best} ({how} in {RECORD_FILE}{speed}, F1 {float(r['f1_delta']):+.2f} "
@@ -227,7 +241,7 @@ def resolve(
     }
     current = None
     if record is not None:
-        current = {p: fingerprint(folder, p) for p in record["paths"] if p in PATHS}
+        current = fingerprints(folder, [p for p in record["paths"] if p in PATHS])
     return choose(record, device_type=device_type, flags=cpu_flags(), runnable=runnable, current=current)
 
 
@@ -286,6 +300,7 @@ def verify_paths(
     are listed under ``not_run`` with the reason. ``on_path(name, entry)`` is called after each."""
     import torch
 
+    from nerforge.metric import score
     from nerforge.scoring import predict_split
 
     folder = Path(model)
@@ -294,15 +309,17 @@ def verify_paths(
     wanted = list(paths or PATHS)
     if "torch" not in wanted:
         wanted.insert(0, "torch")  # the reference every delta is taken against
+    unknown = [name for name in wanted if name not in PATHS]
+    if unknown:
+        raise ValueError(f"unknown path {unknown[0]!r} (known: {', '.join(PATHS)})")
+    hashes = fingerprints(folder, wanted)
     todo = []
     for name in wanted:
-        if name not in PATHS:
-            raise ValueError(f"unknown path {name!r} (known: {', '.join(PATHS)})")
         if name == "torch-bf16" and not native_bf16(flags) and paths is None:
             not_run[name] = "no native bf16 on this CPU (emulated bf16 is slower than fp32)"
         elif name.startswith("onnx") and not _onnx_available():
             not_run[name] = "onnxruntime not installed (pip install 'nerforge[onnx]')"
-        elif fingerprint(folder, name) is None:
+        elif hashes[name] is None:
             not_run[name] = f"no {path_files(name)[0]} in the export" + (
                 " (nerforge onnx writes it)" if name.startswith("onnx") else ""
             )
@@ -319,8 +336,6 @@ def verify_paths(
         t0 = time.perf_counter()
         p = predict_split(predictor, split)
         dt = time.perf_counter() - t0
-        from nerforge.metric import score
-
         f1 = float(score(p["gold"], p["pred"])["f1"])
         ref_f1 = f1 if name == "torch" else ref_f1
         entries[name] = {
@@ -329,7 +344,7 @@ def verify_paths(
             "time_s": round(dt, 3),
             "words_per_s": round(words / dt, 1),
             "precision": predictor.describe()["precision"],
-            "sha256": fingerprint(folder, name),
+            "sha256": hashes[name],
         }
         if on_path is not None:
             on_path(name, entries[name])

@@ -187,6 +187,7 @@ class Predictor:
     max_batch_pieces: int | None = CPU_BATCH_PIECES
     on_batch: Callable[[int, int], None] | None = None
     choice = None  # set by nerforge.backends.load_predictor: the backend resolved and why
+    compiled = False  # the forward pass goes through torch.compile (torch backend only)
 
     def __init__(
         self,
@@ -277,7 +278,7 @@ class Predictor:
         precision = {"onnx": "fp32", "onnx-int8": "int8 weights (dynamic)"}.get(
             self.backend, "bf16 autocast" if self.bf16 else "fp32"
         )
-        if getattr(self, "compiled", False):
+        if self.compiled:
             precision += ", torch.compile"
         out = {
             "backend": self.backend,

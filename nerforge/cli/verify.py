@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge verify") -> int:
         from transformers.utils import logging as hf_logging
 
         from nerforge.atomic import write_json_atomic
-        from nerforge.backends import MAX_F1_DELTA, RECORD_FILE, verify_paths
+        from nerforge.backends import MAX_F1_DELTA, RECORD_FILE, resolve, verify_paths
         from nerforge.scoring import load_split
 
         hf_logging.disable_progress_bar()
@@ -91,8 +91,6 @@ def main(argv: list[str] | None = None, prog: str = "nerforge verify") -> int:
             print(text)
             return
         write_json_atomic(export / RECORD_FILE, record)
-        from nerforge.backends import resolve
-
         choice = resolve(str(export), "auto")
         print(f"wrote {export / RECORD_FILE} in {timer}; paths within {MAX_F1_DELTA} F1 of fp32 may be chosen")
         print(choice.reason)
