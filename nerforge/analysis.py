@@ -481,10 +481,6 @@ def make_report(model: str, data, split: str, extra_tests: list[str], load_predi
 
 def update_card(export: Path, report: dict) -> None:
     """The report's summary into the export's metrics.json, and the card rendered again."""
-    from transformers import AutoModelForTokenClassification
+    from nerforge.export import update_metrics
 
-    from nerforge.export import update_export
-
-    metrics = json.loads((export / "metrics.json").read_text(encoding="utf-8"))
-    metrics["report"] = card_summary(report)
-    update_export(export, AutoModelForTokenClassification.from_pretrained(export), metrics)
+    update_metrics(export, "report", card_summary(report))

@@ -21,7 +21,15 @@ from nerforge.card import plot_reliability, plot_training_curve, render_model_ca
 from nerforge.errors import ExportError
 from nerforge.modeling import save_tokenizer
 
-__all__ = ["ExportError", "export_run", "update_export", "add_onnx", "save_model_atomic", "load_weights"]
+__all__ = [
+    "ExportError",
+    "export_run",
+    "update_export",
+    "update_metrics",
+    "add_onnx",
+    "save_model_atomic",
+    "load_weights",
+]
 
 
 def save_model_atomic(model, folder: str | Path, is_main: bool, accelerator=None) -> None:
@@ -163,6 +171,17 @@ def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
         labels = [model.config.id2label[i] for i in range(len(model.config.id2label))]
         _metrics_figures_card(tmp, load_saved(tmp / "training_config.yaml"), metrics, labels)
     return export_dir
+
+
+def update_metrics(export_dir: str | Path, key: str, value) -> Path:
+    """Set one top-level entry of an export's metrics.json (a report or audit summary) and render the
+    figures and the card again around the export's own weights (:func:`update_export`)."""
+    from transformers import AutoModelForTokenClassification
+
+    export_dir = Path(export_dir)
+    metrics = json.loads((export_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics[key] = value
+    return update_export(export_dir, AutoModelForTokenClassification.from_pretrained(export_dir), metrics)
 
 
 def add_onnx(export_dir: str | Path, quantize_int8: bool = False) -> dict:

@@ -173,14 +173,9 @@ def main(argv: list[str] | None = None, prog: str = "nerforge audit") -> int:
         except OSError as e:
             raise OutputError(f"could not write the audit {out}: {e}") from e
         if args.update_card:
-            from transformers import AutoModelForTokenClassification
+            from nerforge.export import update_metrics
 
-            from nerforge.export import update_export
-
-            metrics_file = Path(args.model) / "metrics.json"
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-            metrics["audit"] = {k: v for k, v in summary.items() if k != "class_names"}
-            update_export(args.model, AutoModelForTokenClassification.from_pretrained(args.model), metrics)
+            update_metrics(args.model, "audit", {k: v for k, v in summary.items() if k != "class_names"})
         print(
             f"{out}: {summary['flagged_sentences']} of {len(words)} {args.split} sentences flagged "
             f"({len(records)} spans) in {timer}",
