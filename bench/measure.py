@@ -519,6 +519,18 @@ def child_make_onnx(cfg: dict) -> dict:
     }
 
 
+def child_make_onnx_static(cfg: dict) -> dict:
+    """A copy of an export with onnx/, its int8 file replaced by ONNX Runtime's static int8 (bench/ort_static.py),
+    calibrated on the first validation sentences."""
+    set_threads(cfg["threads"])
+    from bench import notebook_recipe as nb
+    from bench import ort_static
+
+    vsents, _, vdocs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
+    n = cfg.get("calibration_sentences", 300)
+    return ort_static.write(Path(cfg["model_dir"]), Path(cfg["out"]), vsents[:n], vdocs[:n], attention=cfg["attention"])
+
+
 def child_infer_ours(cfg: dict) -> dict:
     set_threads(cfg["threads"])
     from bench import notebook_recipe as nb
@@ -539,6 +551,13 @@ def child_infer_ours(cfg: dict) -> dict:
 
         pred = OnnxPredictor.from_pretrained(str(mdir), quantized=backend == "onnx-int8", threads=cfg["threads"])
         files = [p for p in Path(pred.file).parent.glob(Path(pred.file).name + "*")]  # + external data, if any
+    quantized = None
+    if cfg.get("pt2e"):  # static int8 through PyTorch 2 export quantization (bench/pt2e.py), calibrated on validation
+        from bench import pt2e
+
+        vsents, _, vdocs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
+        n = cfg.get("calibration_sentences", 300)
+        quantized = pt2e.install(pred, vsents[:n], vdocs[:n], bf16=cfg["pt2e"] == "int8-bf16")
     # Warm-up on 32 real sentences (a batch of several windows: a compiled model compiles its one dynamic-shape
     # graph here, not on a batch of one, whose sizes torch.compile would specialize on): the start-up cost.
     pred.predict_words(sents[:32], docs[:32])
@@ -567,6 +586,7 @@ def child_infer_ours(cfg: dict) -> dict:
         "bf16": cfg.get("bf16", False),
         "compile": cfg.get("compile", False),
         "startup_s": round(startup_s, 2),
+        "pt2e": quantized,
         "batch_size": pred.batch_size,
         "max_length": pred.max_length,
     }
@@ -593,6 +613,7 @@ CHILDREN = {
     "infer_pipeline": child_infer_pipeline,
     "infer_ours": child_infer_ours,
     "make_onnx": child_make_onnx,
+    "make_onnx_static": child_make_onnx_static,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ def main_parent(args) -> int:
     steps_nb = args.steps or (8 if quick else 60)
     info = machine()
     native_bf16 = info["avx512_bf16"] or info["amx"]
+    pt2e_available = importlib.util.find_spec("torchao") is not None  # bench/pt2e.py's rows
     # Where bf16 is emulated a step takes ~10x fp32's: a couple of steps say enough.
     steps_bf16 = args.bf16_steps or (steps if native_bf16 else 2 if quick else 6)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -202,6 +204,18 @@ def main_parent(args) -> int:
                     )
                     for row, bf16 in (("ours_fp32_compiled", False), ("ours_bf16_compiled", True))
                 },
+                # static int8 through PyTorch 2 export quantization (torchao, inductor), weights and
+                # activations int8 for the linear layers; the rest in fp32 or bf16 autocast (bench/pt2e.py)
+                **{
+                    row: run_child(
+                        "infer_ours",
+                        dict(base, model_dir=str(mdir), pt2e=mode, trained=trained, compare_tags=str(tags_file)),
+                        th,
+                        log,
+                    )
+                    for row, mode in (("ours_pt2e_int8", "int8"), ("ours_pt2e_int8_bf16", "int8-bf16"))
+                    if pt2e_available and (mode == "int8" or native_bf16)
+                },
                 "onnx_export": run_child("make_onnx", dict(base, model_dir=str(mdir), out=str(onnx_dir)), th, log),
                 **{
                     row: run_child(
@@ -213,6 +227,32 @@ def main_parent(args) -> int:
                         log,
                     )
                     for row, backend in (("onnx_fp32", "onnx"), ("onnx_int8", "onnx-int8"))
+                },
+                # ONNX Runtime's static int8 (QDQ, calibrated on validation; bench/ort_static.py): the linear
+                # layers only, and with attention's two matmuls too
+                **{
+                    f"{row}_quantize": run_child(
+                        "make_onnx_static",
+                        dict(base, model_dir=str(onnx_dir), out=str(tmp / row), attention=attention),
+                        th,
+                        log,
+                    )
+                    for row, attention in (("onnx_int8_static", False), ("onnx_int8_static_attention", True))
+                },
+                **{
+                    row: run_child(
+                        "infer_ours",
+                        dict(
+                            base,
+                            model_dir=str(tmp / row),
+                            backend="onnx-int8",
+                            trained=trained,
+                            compare_tags=str(tags_file),
+                        ),
+                        th,
+                        log,
+                    )
+                    for row in ("onnx_int8_static", "onnx_int8_static_attention")
                 },
                 "note": (
                     f"model = {args.trained_model}, trained: test F1 of every row on the whole test set"
