@@ -2,7 +2,7 @@
 every piece) and whether the tokenizer keeps words whole, trained with configs/minilm-cpu.yaml on another
 corpus, seeds apart.
 
-    python -m bench.label_defaults --corpus wnut17 --seeds 0 1 2 [--epochs 1] \
+    python -m bench.label_defaults --corpus wnut17 --seeds 0 1 2 [--epochs 1] [--attention-dropout 0] \
         [--output bench/results/label_defaults_wnut17.json]
 
 Each (setting, seed) is one `nerforge train --config minilm-cpu` process with the corpus's files,
@@ -104,16 +104,18 @@ def piece_stats(data_dir: Path, extra_args: list[str], model: str) -> dict:
     return out
 
 
-def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path) -> dict:
+def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path, attention_dropout=None) -> dict:
     label_all, whole = SETTINGS[setting]
     c = CORPORA[corpus]
-    out = tmp / f"{corpus}-{setting.replace('/', '-')}-{seed}"
+    out = tmp / f"{corpus}-{setting_key(setting, attention_dropout).replace('/', '-')}-{seed}"
     cmd = [sys.executable, "-m", "nerforge", "train", "--config", "minilm-cpu", "--data-dir", str(c["data_dir"])]
     cmd += [*c["args"], "--dataset-name", corpus, "--output-dir", str(out), "--overwrite-output-dir", "true"]
     cmd += ["--context-size", "0", "--pack-length", "0", "--per-device-train-batch-size", "16"]
     cmd += ["--num-train-epochs", str(epochs), "--seed", str(seed), "--report-to", "none"]
     cmd += ["--label-all-tokens", str(label_all).lower(), "--keep-words-whole", str(whole).lower()]
     cmd += ["--evaluate-pipeline", "false", "--calibrate", "false", "--example-text", ""]
+    if attention_dropout is not None:
+        cmd += ["--attention-dropout", str(attention_dropout)]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if p.returncode:
@@ -129,6 +131,11 @@ def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path) -> d
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     shutil.rmtree(out / "best_model", ignore_errors=True)
     return row
+
+
+def setting_key(setting: str, attention_dropout=None) -> str:
+    """The results file's key: the labelling setting, and the attention dropout where one is set."""
+    return setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
 
 
 def summarise(runs: dict) -> dict:
@@ -153,6 +160,9 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(SHARED / "models" / "all-minilm-l6-v2"))
     p.add_argument("--output", default=None)
     p.add_argument("--tmp", default=str(HERE / "results" / "tmp"))
+    p.add_argument(
+        "--attention-dropout", type=float, default=None, help="model.attention_dropout for every run (issue 29's lever)"
+    )
     args = p.parse_args(argv)
     path = Path(args.output or HERE / "results" / f"label_defaults_{args.corpus}.json")
     data = json.loads(path.read_text()) if path.is_file() else {"corpus": args.corpus, "runs": {}}
@@ -163,13 +173,14 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for setting in args.settings:
             key = f"epochs_{args.epochs:g}"
-            done = data["runs"].setdefault(key, {}).setdefault(setting, {})
+            name = setting_key(setting, args.attention_dropout)
+            done = data["runs"].setdefault(key, {}).setdefault(name, {})
             if str(seed) in done:
                 continue
-            done[str(seed)] = run_one(args.corpus, setting, seed, args.epochs, Path(args.tmp))
+            done[str(seed)] = run_one(args.corpus, setting, seed, args.epochs, Path(args.tmp), args.attention_dropout)
             data["summary"] = {k: summarise(v) for k, v in data["runs"].items()}
             path.write_text(json.dumps(data, indent=2) + "\n")
-            print(args.corpus, key, setting, seed, done[str(seed)], flush=True)
+            print(args.corpus, key, name, seed, done[str(seed)], flush=True)
     print(json.dumps(data.get("summary"), indent=2))
     return 0
 

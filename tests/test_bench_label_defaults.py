@@ -1,0 +1,11 @@
+"""bench.label_defaults keys its results by setting; a run with an attention dropout set (issue 29's
+lever) gets a key of its own, and a run without one keeps the key the stored results already use."""
+
+from bench.label_defaults import SETTINGS, setting_key
+
+
+def test_attention_dropout_runs_are_kept_apart_from_the_labelling_runs():
+    assert setting_key("first/whole") == "first/whole"
+    assert setting_key("first/whole", 0.0) == "first/whole+attention_dropout=0"
+    assert setting_key("every/split", 0.05) == "every/split+attention_dropout=0.05"
+    assert len({setting_key(s, d) for s in SETTINGS for d in (None, 0.0)}) == 2 * len(SETTINGS)
