@@ -98,6 +98,34 @@ def count_forward(pred, torch) -> PieceCounter:
     return counter
 
 
+def recorded_windows(pred, sentences, docs) -> list[tuple]:
+    """The padded batches (input_ids, attention_mask as NumPy copies, out of any inference mode) a predictor
+    forwards for `sentences`: calibration input in the predictor's own windowing (bench/pt2e.py,
+    bench/ort_static.py). The predictor's forward is restored afterwards."""
+    batches, inner = [], pred._forward
+
+    def forward(input_ids, attention_mask):
+        batches.append((input_ids.numpy().copy(), attention_mask.numpy().copy()))
+        return inner(input_ids, attention_mask)
+
+    pred._forward = forward
+    try:
+        pred.predict_words(sentences, docs)
+    finally:
+        pred._forward = inner
+    return batches
+
+
+def calibration_sentences(cfg: dict) -> tuple[list, list]:
+    """The first `calibration_sentences` (300) validation sentences and their document ids: what the static
+    int8 rows calibrate on."""
+    from bench import notebook_recipe as nb
+
+    sents, _, docs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
+    n = cfg.get("calibration_sentences", 300)
+    return sents[:n], docs[:n]
+
+
 def child_gemm(cfg: dict) -> dict:
     """Matrix-multiply peak (fp32 and bf16, best of several sizes) and a model FLOP count check."""
     import torch
@@ -523,12 +551,11 @@ def child_make_onnx_static(cfg: dict) -> dict:
     """A copy of an export with onnx/, its int8 file replaced by ONNX Runtime's static int8 (bench/ort_static.py),
     calibrated on the first validation sentences."""
     set_threads(cfg["threads"])
-    from bench import notebook_recipe as nb
     from bench import ort_static
 
-    vsents, _, vdocs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
-    n = cfg.get("calibration_sentences", 300)
-    return ort_static.write(Path(cfg["model_dir"]), Path(cfg["out"]), vsents[:n], vdocs[:n], attention=cfg["attention"])
+    return ort_static.write(
+        Path(cfg["model_dir"]), Path(cfg["out"]), *calibration_sentences(cfg), attention=cfg["attention"]
+    )
 
 
 def child_infer_ours(cfg: dict) -> dict:
@@ -555,9 +582,7 @@ def child_infer_ours(cfg: dict) -> dict:
     if cfg.get("pt2e"):  # static int8 through PyTorch 2 export quantization (bench/pt2e.py), calibrated on validation
         from bench import pt2e
 
-        vsents, _, vdocs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
-        n = cfg.get("calibration_sentences", 300)
-        quantized = pt2e.install(pred, vsents[:n], vdocs[:n], bf16=cfg["pt2e"] == "int8-bf16")
+        quantized = pt2e.install(pred, *calibration_sentences(cfg), bf16=cfg["pt2e"] == "int8-bf16")
     # Warm-up on 32 real sentences (a batch of several windows: a compiled model compiles its one dynamic-shape
     # graph here, not on a batch of one, whose sizes torch.compile would specialize on): the start-up cost.
     pred.predict_words(sents[:32], docs[:32])

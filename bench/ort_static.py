@@ -1,7 +1,7 @@
 """Static int8 through ONNX Runtime (issue 29's lever), for bench rows only.
 
 ``onnxruntime.quantization.quantize_static`` on the export's fp32 ``onnx/model.onnx``: QDQ format, int8
-weights per output channel and int8 activations whose scales are fixed from validation windows (MinMax
+weights per output channel and uint8 activations whose scales are fixed from validation windows (MinMax
 calibration), for the ``MatMul`` nodes: the linear layers and, unlike the product's dynamic int8
 (nerforge/onnx_export.py), the attention's two matmuls, whose inputs are activations on both sides. The
 classifier head stays fp32 as in the dynamic file. The result is written where ``--backend onnx-int8``
@@ -22,6 +22,7 @@ def write(export: Path, out: Path, calibration_sentences, calibration_docs, *, a
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from bench.measure import recorded_windows
     from nerforge.onnx_export import _classifier_nodes, _graph
     from nerforge.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR, OnnxPredictor
 
@@ -29,17 +30,12 @@ def write(export: Path, out: Path, calibration_sentences, calibration_docs, *, a
     shutil.copytree(export, out)
     fp32 = out / ONNX_DIR / FP32_FILE
     pred = OnnxPredictor.from_pretrained(str(out), quantized=False)
-    feeds_seen, forward = [], pred._forward
-
-    def keep(input_ids, attention_mask):
-        feed = {"input_ids": input_ids.numpy().copy(), "attention_mask": attention_mask.numpy().copy()}
+    feeds_seen = []
+    for ids, mask in recorded_windows(pred, calibration_sentences, calibration_docs):
+        feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in pred._feeds:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            feed["token_type_ids"] = np.zeros_like(ids)
         feeds_seen.append(feed)
-        return forward(input_ids, attention_mask)
-
-    pred._forward = keep
-    pred.predict_words(calibration_sentences, calibration_docs)
     graph = _graph(fp32)
     weights = {t.name for t in graph.initializer}
     skip = set(_classifier_nodes(graph))

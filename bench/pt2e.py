@@ -26,20 +26,11 @@ def install(pred, calibration_sentences, calibration_docs, *, bf16: bool) -> dic
     from torch.export import Dim, export
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from bench.measure import recorded_windows
+
     t0 = time.perf_counter()
-    # The calibration batches: the padded windows of the predictor's own batching, copied out of
-    # inference mode (torch.export cannot trace inference tensors).
-    batches, forward = [], pred._forward
-
-    def keep(input_ids, attention_mask):
-        batches.append((input_ids.numpy().copy(), attention_mask.numpy().copy()))
-        return forward(input_ids, attention_mask)
-
-    pred._forward = keep
-    try:
-        pred.predict_words(calibration_sentences, calibration_docs)
-    finally:
-        pred._forward = forward
+    # torch.export cannot trace inference tensors: the recorded windows are copies, made tensors again here
+    batches = recorded_windows(pred, calibration_sentences, calibration_docs)
     batches = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in batches]
 
     class Logits(torch.nn.Module):

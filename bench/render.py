@@ -67,6 +67,10 @@ PATH_ROWS = {
     "onnx_int8_static": "ONNX Runtime int8 (static, linear layers)",
     "onnx_int8_static_attention": "ONNX Runtime int8 (static, linear layers and attention)",
 }
+# Rows held to the bf16 and to the int8 GEMM ceiling (the rest to fp32's). The int8 ceiling measured is ONNX
+# Runtime's dynamic int8 GEMM; the static and PT2E (oneDNN) int8 rows are held to it too.
+BF16_ROWS = ("ours_bf16", "ours_bf16_compiled")
+INT8_ROWS = ("onnx_int8", "onnx_int8_static", "onnx_int8_static_attention", "ours_pt2e_int8", "ours_pt2e_int8_bf16")
 MAX_F1_DELTA = 0.003  # issue 29: a path counts only at test F1 within 0.3 points of torch fp32's
 
 
@@ -154,16 +158,8 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
                         + 4 * gi["num_layers"] * gi["hidden"] * r["sum_len_sq"]
                     )
                     r["model_gflops_per_s"] = round(flops / r["time_s"] / 1e9, 2)
-                    peaks = {
-                        "ours_bf16": gi["peak_bf16_gflops"],
-                        "ours_bf16_compiled": gi["peak_bf16_gflops"],
-                        "onnx_int8": gi.get("peak_int8_dynamic_gflops"),
-                        # the int8 GEMM ceiling measured is ONNX Runtime's; oneDNN's int8 kernels are held to it
-                        "ours_pt2e_int8": gi.get("peak_int8_dynamic_gflops"),
-                        "ours_pt2e_int8_bf16": gi.get("peak_int8_dynamic_gflops"),
-                        "onnx_int8_static": gi.get("peak_int8_dynamic_gflops"),
-                        "onnx_int8_static_attention": gi.get("peak_int8_dynamic_gflops"),
-                    }
+                    peaks = {k: gi["peak_bf16_gflops"] for k in BF16_ROWS}
+                    peaks.update((k, gi.get("peak_int8_dynamic_gflops")) for k in INT8_ROWS)
                     peak = peaks.get(key) or gi["peak_fp32_gflops"]
                     r["inference_mfu"] = round(r["model_gflops_per_s"] / peak, 4)
                     S[f"inference_mfu_{key}"] = r["inference_mfu"]
@@ -180,17 +176,10 @@ def summarize(R: dict, g: dict, quick: bool) -> None:
             if S.get("inference_mfu_pipeline"):
                 S["inference_fp32_ceiling_vs_pipeline_sentences_alone"] = round(1 / S["inference_mfu_pipeline"], 2)
             # Issue 29: each low-precision kind at its best, as a fraction of its own GEMM ceiling.
-            bf16_mfu = [S.get(f"inference_mfu_{k}") for k in ("ours_bf16", "ours_bf16_compiled")]
+            bf16_mfu = [S.get(f"inference_mfu_{k}") for k in BF16_ROWS]
             if any(bf16_mfu):
                 S["inference_bf16_ceiling_fraction"] = max(x for x in bf16_mfu if x)
-            int8_rows = (
-                "onnx_int8",
-                "onnx_int8_static",
-                "onnx_int8_static_attention",
-                "ours_pt2e_int8",
-                "ours_pt2e_int8_bf16",
-            )
-            int8_mfu = [S.get(f"inference_mfu_{k}") for k in int8_rows]
+            int8_mfu = [S.get(f"inference_mfu_{k}") for k in INT8_ROWS]
             if any(int8_mfu) and gi.get("peak_int8_dynamic_gflops"):
                 S["inference_int8_ceiling_fraction"] = max(x for x in int8_mfu if x)
         fastest(S, inf, wps)
