@@ -496,6 +496,7 @@ def render_model_card(
         widget_text=widget_text,
         aggregation=RECOMMENDED_AGGREGATION,
         label_all_tokens=d.label_all_tokens,
+        label_edge_punctuation=d.label_edge_punctuation,
         keep_words_whole=cfg.model.keep_words_whole,
     )
     export_dir.mkdir(parents=True, exist_ok=True)

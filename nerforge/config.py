@@ -169,6 +169,12 @@ class DataConfig:
             "help": "Train on every word piece (B- becomes I- on continuations), not only the first of each word."
         },
     )
+    label_edge_punctuation: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on punctuation the tokenizer splits off a word's edges ('B.' -> 'b', '.'), with the word's label (B- becomes I-): pipeline('ner') takes it as a word of its own, and untrained it can cut an entity such as 'B. Smith' in two. WordPiece tokenizers only."
+        },
+    )
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for Dataset.map."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "datasets cache folder."})
 

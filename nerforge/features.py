@@ -5,7 +5,10 @@ Everything here is a pure function of lists and ints except `build_features` (da
 
 * Labels: the first word piece of a word carries the word's label; other pieces and special tokens
   get -100. With `label_all_tokens` every piece is labelled and a continuation piece of a `B-X` word
-  is labelled `I-X`. Scores are always taken from the first piece of each word.
+  is labelled `I-X`. With `label_edge_punctuation` (`edge_punct` given) so is a later piece that is
+  punctuation split off the word's edge (the `.` of `B.`): `pipeline("ner")` takes it as a word of its
+  own, and untrained it cuts entities such as `B. Smith` in two. Scores are always taken from the first
+  piece of each word.
 * A word whose text yields no word piece (U+FE0F alone, a zero-width space, ...) is given the
   tokenizer's unknown token, so it is predicted like any other word and its neighbours keep their
   positions.
@@ -97,12 +100,36 @@ def continuation_label_map(label_names: Sequence[str]) -> list[int]:
     return out
 
 
-def continuation_piece_label(label: int, label_all_tokens: bool, continuation: Sequence[int] | None) -> int:
-    """The training label of a word's second and later pieces: -100, or with `label_all_tokens` the
-    word's label (B-X mapped to I-X through `continuation`)."""
-    if not label_all_tokens:
+def continuation_piece_label(
+    label: int, label_all_tokens: bool, continuation: Sequence[int] | None, edge_punct: bool = False
+) -> int:
+    """The training label of one of a word's second and later pieces: -100, or the word's label (B-X
+    mapped to I-X through `continuation`) with `label_all_tokens`, or where the piece is `edge_punct`
+    (punctuation split off the word, with `label_edge_punctuation` on)."""
+    if not (label_all_tokens or edge_punct):
         return IGNORE
     return continuation[label] if continuation is not None else label
+
+
+def edge_punctuation_mask(tokenizer) -> list[bool]:
+    """For each piece id of a WordPiece tokenizer, whether it is punctuation that starts a word of its
+    own (no ``##`` piece, every character punctuation as BERT defines it): within a word, only what the
+    pre-tokenizer split off its edges. `pipeline("ner")` takes such a piece as a word (its rule: a piece
+    whose text is as long as the text it covers). What `label_edge_punctuation` labels."""
+    from nerforge.modeling import _is_bert_punct
+
+    model = tokenizer.backend_tokenizer.model
+    prefix = getattr(model, "continuing_subword_prefix", None)
+    if type(model).__name__ != "WordPiece" or not prefix:
+        raise ValueError(
+            f"label_edge_punctuation needs a WordPiece tokenizer with '##' continuation pieces (BERT-style); "
+            f"{getattr(tokenizer, 'name_or_path', '') or 'this tokenizer'} has a {type(model).__name__} model"
+        )
+    vocab = tokenizer.backend_tokenizer.get_vocab()
+    mask = [False] * (max(vocab.values()) + 1)
+    for piece, i in vocab.items():
+        mask[i] = not piece.startswith(prefix) and all(map(_is_bert_punct, piece))
+    return mask
 
 
 def check_pack_fits(pack_length: int, context_size: int, budget: int, max_length: int) -> None:
@@ -179,10 +206,12 @@ def make_windows(
     context_size: int = 0,
     label_all_tokens: bool = False,
     continuation: Sequence[int] | None = None,
+    edge_punct: Sequence[bool] | None = None,
 ) -> list[Window]:
     """Windows for one sentence (see the module docstring for the rules).
 
     `budget` is the number of word pieces a window may hold (max_length minus special tokens).
+    `edge_punct`: `edge_punctuation_mask` when `label_edge_punctuation` is on, else None.
     `left_context`/`right_context` are the pieces of the neighbouring sentences of the document,
     nearest last/first, used only when `context_size` > 0."""
     if len(sentence_pieces) != len(sentence_labels):
@@ -209,7 +238,12 @@ def make_windows(
             labels.append(lab)
             word_index.append(w)
             if len(word) > 1:
-                labels += [continuation_piece_label(lab, label_all_tokens, continuation)] * (len(word) - 1)
+                labels += [
+                    continuation_piece_label(
+                        lab, label_all_tokens, continuation, edge_punct is not None and edge_punct[t]
+                    )
+                    for t in word[1:]
+                ]
                 word_index += [-1] * (len(word) - 1)
         del pieces[budget:], labels[budget:], word_index[budget:]  # clip a single over-long word
         free = budget - len(pieces)
@@ -274,6 +308,7 @@ def tokenize_and_window(
     pack_length: int = 0,
     label_column: str = "ner_tags",
     continuation: Sequence[int] | None = None,
+    edge_punct: Sequence[bool] | None = None,
     as_table: bool = False,
 ):
     """Batched `Dataset.map` function: sentences in, windows out (one row per window).
@@ -290,7 +325,7 @@ def tokenize_and_window(
     encs = backend.encode_batch(words, is_pretokenized=True, add_special_tokens=False)
     if as_table and not context_size and not pack_length:
         table = one_window_table(
-            encs, batch[label_column], indices, prefix, suffix, budget, label_all_tokens, continuation
+            encs, batch[label_column], indices, prefix, suffix, budget, label_all_tokens, continuation, edge_punct
         )
         if table is not None:
             return table
@@ -329,6 +364,7 @@ def tokenize_and_window(
             context_size,
             label_all_tokens,
             continuation,
+            edge_punct,
         ):
             ids = prefix + win.pieces + suffix
             out["input_ids"].append(ids)
@@ -340,7 +376,15 @@ def tokenize_and_window(
 
 
 def one_window_table(
-    encs, word_labels, indices, prefix, suffix, budget: int, label_all_tokens: bool, continuation: Sequence[int] | None
+    encs,
+    word_labels,
+    indices,
+    prefix,
+    suffix,
+    budget: int,
+    label_all_tokens: bool,
+    continuation: Sequence[int] | None,
+    edge_punct: Sequence[bool] | None = None,
 ):
     """The rows `tokenize_and_window` makes for a batch in which every sentence fits one window and
     every word has a word piece (no document context, no packing), computed over the whole batch at
@@ -370,10 +414,10 @@ def one_window_table(
         return None  # a word with no piece: the general path gives it the unknown token
     labels_flat = np.fromiter(chain.from_iterable(word_labels), np.int64, int(n_words.sum()))
     word_label = labels_flat[wid + np.repeat(np.cumsum(n_words) - n_words, n_pieces)]
-    if label_all_tokens:
-        rest = np.asarray(continuation, dtype=np.int64)[word_label] if continuation is not None else word_label
-    else:
-        rest = np.full(total, IGNORE, dtype=np.int64)
+    rest = np.asarray(continuation, dtype=np.int64)[word_label] if continuation is not None else word_label
+    if not label_all_tokens:
+        labelled = np.asarray(edge_punct, dtype=bool)[ids] if edge_punct is not None else np.zeros(total, bool)
+        rest = np.where(labelled, rest, IGNORE)
     labels = np.where(first, word_label, rest)
     word_index = np.where(first, wid, -1)
 
@@ -428,6 +472,7 @@ def build_features(
     label_names: Sequence[str],
     num_proc: int | None = None,
     label_column: str = "ner_tags",
+    label_edge_punctuation: bool = False,
 ):
     """Windows for a whole split, batched and cached by datasets' fingerprinting (``windows.max_length``
     must be set; ``windows.batch_size`` plays no part here)."""
@@ -447,6 +492,8 @@ def build_features(
         label_column=label_column,
         label_names=list(label_names),
     )
+    if label_edge_punctuation:  # a key only when on, so that caches made before it stay valid
+        settings["label_edge_punctuation"] = True
     return dataset.map(
         tokenize_and_window,
         batched=True,
@@ -465,6 +512,7 @@ def build_features(
             pack_length=pack_length,
             label_column=label_column,
             continuation=continuation_label_map(label_names),
+            edge_punct=edge_punctuation_mask(tokenizer) if label_edge_punctuation and not label_all_tokens else None,
             as_table=True,
         ),
         desc="word pieces and windows",

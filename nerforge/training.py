@@ -288,6 +288,7 @@ def get_dataloaders(cfg: RunConfig, raw, tokenizer, label_names, accelerator: Ac
         build_features,
         tokenizer=tokenizer,
         label_all_tokens=d.label_all_tokens,
+        label_edge_punctuation=d.label_edge_punctuation,
         label_names=label_names,
         num_proc=d.preprocessing_num_workers,
     )

@@ -272,6 +272,11 @@ def test_context_card_says_what_one_sentence_at_a_time_scores(tmp_path):
     cfg.model.keep_words_whole = True  # the tokenizer's words are the data's words: the card says so, not the caveat
     text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
     assert "keeps punctuation inside a word in that word" in text and "cuts a word at punctuation" not in text
+    assert "is a word of its own to the pipeline and was not trained" in text  # first-piece labels: the caveat
+    cfg.data.label_edge_punctuation = True  # the split-off punctuation was trained: the pipeline joins it
+    text = " ".join(str(render_model_card(tmp_path, cfg, metrics=METRICS, label_names=NER)).split())
+    assert "was trained with its word's label, so the pipeline joins it to that word" in text
+    assert "punctuation split off a word's edges was trained too" in text and "was not trained" not in text
 
 
 def test_uncased_from_model_name_and_tiny_model(tmp_path):

@@ -9,6 +9,7 @@ from nerforge.features import (
     assemble_predictions,
     collate,
     continuation_label_map,
+    edge_punctuation_mask,
     make_windows,
     pack_sentences,
     pad_multiple,
@@ -43,6 +44,37 @@ def test_label_all_tokens_turns_b_into_i_on_continuations(tiny_tokenizer):
     assert out["labels"][0] == [IGNORE, L["B-LOC"], L["I-LOC"], L["I-LOC"], L["I-LOC"], L["I-LOC"], IGNORE]
     # scores still come from the first piece of each word only
     assert out["word_index"][0] == [-1, 0, -1, -1, 1, -1, -1]
+
+
+def test_label_edge_punctuation_labels_split_off_punctuation_but_no_other_later_piece(tiny_tokenizer):
+    # BERT's pre-tokenizer cuts 'Washington.' into the pipeline words 'Washington' and '.': the '.' piece
+    # is labelled I-LOC (the pipeline joins it to the entity); '##ing'/'##ton' and the 'Peter' of ',Peter'
+    # (a later piece, but no punctuation) stay unlabelled.
+    mask = edge_punctuation_mask(tiny_tokenizer)
+    words, tags = [["Washington.", ",Peter"]], [[L["B-LOC"], L["B-PER"]]]
+    out = windows_for(tiny_tokenizer, words, tags, edge_punct=mask)
+    pieces = tiny_tokenizer.convert_ids_to_tokens(out["input_ids"][0])
+    assert pieces == ["[CLS]", "Wash", "##ing", "##ton", ".", ",", "Peter", "[SEP]"]
+    assert out["labels"][0] == [IGNORE, L["B-LOC"], IGNORE, IGNORE, L["I-LOC"], L["B-PER"], IGNORE, IGNORE]
+    assert out["word_index"][0] == [-1, 0, -1, -1, -1, 1, -1, -1]
+    # without it, the '.' is unlabelled; with label_all_tokens every piece is
+    assert windows_for(tiny_tokenizer, words, tags)["labels"][0][4] == IGNORE
+    assert windows_for(tiny_tokenizer, words, tags, label_all_tokens=True)["labels"][0][2:5] == [L["I-LOC"]] * 3
+
+
+def test_edge_punctuation_mask_marks_punctuation_pieces_only_and_refuses_other_models(tiny_tokenizer):
+    from tokenizers import Tokenizer, models
+    from transformers import BertTokenizerFast, PreTrainedTokenizerFast
+
+    vocab = dict(tiny_tokenizer.get_vocab())
+    for piece in ("##.", "$", "\u2014", "a.", "[UNK]"):  # '##.' is a continuation; the em dash is punctuation
+        vocab.setdefault(piece, len(vocab))
+    mask = edge_punctuation_mask(BertTokenizerFast(vocab=vocab, do_lower_case=False))
+    assert mask[vocab["."]] and mask[vocab[","]] and mask[vocab["$"]] and mask[vocab["\u2014"]]
+    assert not any(mask[vocab[p]] for p in ("##.", "a.", "Wash", "##ing", "[UNK]", "[CLS]"))
+    bpe = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab={"a": 0}, merges=[])))
+    with pytest.raises(ValueError, match="label_edge_punctuation needs a WordPiece tokenizer.*BPE"):
+        edge_punctuation_mask(bpe)
 
 
 def test_pieceless_words_get_unk_and_keep_neighbours_aligned(tiny_tokenizer):
@@ -210,6 +242,8 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
     assert first.cache_files == again.cache_files and first["input_ids"] == again["input_ids"]
     other = build_features(ds, tiny_tokenizer, windows.override(context_size=2), **kw)
     assert other.cache_files != first.cache_files and other["input_ids"] != first["input_ids"]
+    starts = build_features(ds, tiny_tokenizer, windows, label_edge_punctuation=True, **kw)
+    assert starts.cache_files != first.cache_files
 
     settings = dict(max_length=32)
     key = features_fingerprint("abc", tiny_tokenizer, settings)
@@ -227,23 +261,31 @@ def test_features_are_cached_under_a_key_of_input_tokenizer_and_settings(tiny_to
     tiny_tokenizer.backend_tokenizer.no_truncation()
 
 
-def _one_window_rows(tok, sentences, labels, max_length=512, label_all_tokens=False):
+def _one_window_rows(tok, sentences, labels, max_length=512, **kw):
     """The rows of the batch-at-once path, or None where the batch took the general path."""
     import pyarrow as pa
 
-    out = windows_for(tok, sentences, labels, max_length=max_length, label_all_tokens=label_all_tokens, as_table=True)
+    out = windows_for(tok, sentences, labels, max_length=max_length, as_table=True, **kw)
     return out.to_pydict() if isinstance(out, pa.Table) else None
 
 
-@pytest.mark.parametrize("label_all_tokens", [False, True])
-def test_batch_at_once_path_makes_the_rows_of_the_general_path(tiny_tokenizer, label_all_tokens):
-    rng = random.Random(int(label_all_tokens))
-    vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", ".", "Peter"]
+@pytest.mark.parametrize("label_all_tokens, edge_punct", [(False, False), (True, False), (False, True)])
+def test_batch_at_once_path_makes_the_rows_of_the_general_path(tiny_tokenizer, label_all_tokens, edge_punct):
+    rng = random.Random(int(label_all_tokens) + 2 * int(edge_punct))
+    vocab = ["Washington", "Blackburn", "the", "EU", "lamb", "abc", ".", "Peter", "Peter.", ",Washington."]
     sents = [[rng.choice(vocab) for _ in range(rng.randint(1, 30))] for _ in range(50)]
     tags = [[rng.randrange(len(NER)) for _ in s] for s in sents]
-    fast = _one_window_rows(tiny_tokenizer, sents, tags, label_all_tokens=label_all_tokens)
-    general = windows_for(tiny_tokenizer, sents, tags, label_all_tokens=label_all_tokens)
+    kw = dict(
+        label_all_tokens=label_all_tokens, edge_punct=edge_punctuation_mask(tiny_tokenizer) if edge_punct else None
+    )
+    fast = _one_window_rows(tiny_tokenizer, sents, tags, **kw)
+    general = windows_for(tiny_tokenizer, sents, tags, **kw)
     assert fast is not None and fast == general
+    if edge_punct:  # the split-off punctuation pieces did get labels the first-piece rule leaves out
+        first_only = windows_for(tiny_tokenizer, sents, tags)
+        assert sum(x != IGNORE for r in general["labels"] for x in r) > sum(
+            x != IGNORE for r in first_only["labels"] for x in r
+        )
 
 
 @pytest.mark.parametrize("sentence", [["EU", "\u200b", "rejects"], ["Washington"] * 20])
