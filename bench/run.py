@@ -229,30 +229,36 @@ def main_parent(args) -> int:
                     for row, backend in (("onnx_fp32", "onnx"), ("onnx_int8", "onnx-int8"))
                 },
                 # ONNX Runtime's static int8 (QDQ, calibrated on validation; bench/ort_static.py): the linear
-                # layers only, and with attention's two matmuls too
+                # layers only, and with attention's two matmuls too; each quantized, then run
                 **{
-                    f"{row}_quantize": run_child(
-                        "make_onnx_static",
-                        dict(base, model_dir=str(onnx_dir), out=str(tmp / row), attention=attention),
-                        th,
-                        log,
-                    )
+                    key: value
                     for row, attention in (("onnx_int8_static", False), ("onnx_int8_static_attention", True))
-                },
-                **{
-                    row: run_child(
-                        "infer_ours",
-                        dict(
-                            base,
-                            model_dir=str(tmp / row),
-                            backend="onnx-int8",
-                            trained=trained,
-                            compare_tags=str(tags_file),
+                    for key, value in (
+                        (
+                            f"{row}_quantize",
+                            run_child(
+                                "make_onnx_static",
+                                dict(base, model_dir=str(onnx_dir), out=str(tmp / row), attention=attention),
+                                th,
+                                log,
+                            ),
                         ),
-                        th,
-                        log,
+                        (
+                            row,
+                            run_child(
+                                "infer_ours",
+                                dict(
+                                    base,
+                                    model_dir=str(tmp / row),
+                                    backend="onnx-int8",
+                                    trained=trained,
+                                    compare_tags=str(tags_file),
+                                ),
+                                th,
+                                log,
+                            ),
+                        ),
                     )
-                    for row in ("onnx_int8_static", "onnx_int8_static_attention")
                 },
                 "note": (
                     f"model = {args.trained_model}, trained: test F1 of every row on the whole test set"

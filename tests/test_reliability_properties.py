@@ -67,6 +67,7 @@ from nerforge.features import (
     assemble_predictions,
     continuation_label_map,
     continuation_piece_label,
+    edge_punctuation_mask,
     make_windows,
     tokenize_and_window,
 )
@@ -415,7 +416,7 @@ def make_windows_cover_every_word_once(args):
 # easy to make) and words that tokenize to nothing (fill_empty_words gives them [UNK]).
 EMPTY_WORDS = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufeff", "\u00a0", "\u2028", " "]
 WORDS = st.one_of(
-    st.sampled_from(["Washington", "Blackburn", "the", "EU", "lamb", ".", "zzz", "\ufe0f", "e\u0301"]),
+    st.sampled_from(["Washington", "Blackburn", "the", "EU", "lamb", ".", "zzz", "\ufe0f", "e\u0301", "EU.", ",the."]),
     st.text(st.sampled_from("abc"), min_size=1, max_size=14),
     st.sampled_from(EMPTY_WORDS),
 )
@@ -439,7 +440,7 @@ def window_batches(draw):
         stride,
         context_size,
         pack_length,
-        draw(st.booleans()),
+        draw(st.sampled_from(["first", "all", "edge punctuation"])),
         draw(st.booleans()),
     )
 
@@ -452,15 +453,16 @@ def _word_pieces(tokenizer, word: str) -> list[int]:
 
 @settings(PROFILE, max_examples=500)
 @given(window_batches())
-@example(([["\u200b", "EU", "\u00ad"], ["abc" * 4, "the"]], [0, 0], [[1, 3, 0], [2, 0]], 8, 2, 4, 0, False, False))
+@example(([["\u200b", "EU", "\u00ad"], ["abc" * 4, "the"]], [0, 0], [[1, 3, 0], [2, 0]], 8, 2, 4, 0, "first", False))
 def tokenize_and_window_cover_every_word_once(tokenizer, args):
-    sentences, docs, tags, max_length, stride, context_size, pack_length, label_all, as_table = args
+    sentences, docs, tags, max_length, stride, context_size, pack_length, labelling, as_table = args
     batch = {"tokens": sentences, "ner_tags": tags, "document_id": docs}
     call = dict(
         tokenizer=tokenizer,
         max_length=max_length,
         stride=stride,
-        label_all_tokens=label_all,
+        label_all_tokens=labelling == "all",
+        edge_punct=edge_punctuation_mask(tokenizer) if labelling == "edge punctuation" else None,
         context_size=context_size,
         pack_length=pack_length,
         continuation=continuation_label_map(NER),
