@@ -54,7 +54,7 @@ SETTINGS = {
     "every/whole": (True, True, False),
     # first piece + punctuation split off a word's edges (issue 27 s4: label_edge_punctuation). The results
     # files also hold "starts/whole": every later piece that is no '##' piece labelled (a variant that
-    # labelled the 'hash' of '#hash ##tag' too; WNUT-17 validation 43.59 +- 1.88, dropped unbuilt)
+    # labelled the 'hash' of '#hash ##tag' too; WNUT-17 validation 43.59 +- 1.89; run, then dropped, code not kept)
     "punct/whole": (False, True, True),
 }
 

@@ -164,6 +164,18 @@ def main_parent(args) -> int:
             every = 7 if quick else None  # --quick: the pipeline on 1 sentence in 7 (~490)
             tags_file = tmp / "tags_fp32.json"
             onnx_dir = tmp / "model_onnx"
+
+            def onnx_static(row: str, attention: bool) -> dict:
+                """ONNX Runtime's static int8 (QDQ, calibrated on validation; bench/ort_static.py): the ONNX
+                export quantized into a copy of its own (row `ROW_quantize`), then run (row `ROW`)."""
+                out = tmp / row
+                quantize = dict(base, model_dir=str(onnx_dir), out=str(out), attention=attention)
+                run = dict(base, model_dir=str(out), backend="onnx-int8", trained=trained, compare_tags=str(tags_file))
+                return {
+                    f"{row}_quantize": run_child("make_onnx_static", quantize, th, log),
+                    row: run_child("infer_ours", run, th, log),
+                }
+
             R["infer"] = {
                 "pipeline": run_child("infer_pipeline", dict(base, model_dir=str(mdir), every=every), th, log),
                 "pipeline_batched": run_child(
@@ -228,38 +240,9 @@ def main_parent(args) -> int:
                     )
                     for row, backend in (("onnx_fp32", "onnx"), ("onnx_int8", "onnx-int8"))
                 },
-                # ONNX Runtime's static int8 (QDQ, calibrated on validation; bench/ort_static.py): the linear
-                # layers only, and with attention's two matmuls too; each quantized, then run
-                **{
-                    key: value
-                    for row, attention in (("onnx_int8_static", False), ("onnx_int8_static_attention", True))
-                    for key, value in (
-                        (
-                            f"{row}_quantize",
-                            run_child(
-                                "make_onnx_static",
-                                dict(base, model_dir=str(onnx_dir), out=str(tmp / row), attention=attention),
-                                th,
-                                log,
-                            ),
-                        ),
-                        (
-                            row,
-                            run_child(
-                                "infer_ours",
-                                dict(
-                                    base,
-                                    model_dir=str(tmp / row),
-                                    backend="onnx-int8",
-                                    trained=trained,
-                                    compare_tags=str(tags_file),
-                                ),
-                                th,
-                                log,
-                            ),
-                        ),
-                    )
-                },
+                # ONNX Runtime's static int8: the linear layers only, and with attention's two matmuls too
+                **onnx_static("onnx_int8_static", attention=False),
+                **onnx_static("onnx_int8_static_attention", attention=True),
                 "note": (
                     f"model = {args.trained_model}, trained: test F1 of every row on the whole test set"
                     if trained

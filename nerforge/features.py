@@ -116,19 +116,12 @@ def edge_punctuation_mask(tokenizer) -> list[bool]:
     own (no ``##`` piece, every character punctuation as BERT defines it): within a word, only what the
     pre-tokenizer split off its edges. `pipeline("ner")` takes such a piece as a word (its rule: a piece
     whose text is as long as the text it covers). What `label_edge_punctuation` labels."""
-    from nerforge.modeling import _is_bert_punct
+    from nerforge.modeling import _is_bert_punct, require_wordpiece
 
-    model = tokenizer.backend_tokenizer.model
-    prefix = getattr(model, "continuing_subword_prefix", None)
-    if type(model).__name__ != "WordPiece" or not prefix:
-        raise ValueError(
-            f"label_edge_punctuation needs a WordPiece tokenizer with '##' continuation pieces (BERT-style); "
-            f"{getattr(tokenizer, 'name_or_path', '') or 'this tokenizer'} has a {type(model).__name__} model"
-        )
-    vocab = tokenizer.backend_tokenizer.get_vocab()
+    vocab = require_wordpiece(tokenizer, "label_edge_punctuation").get_vocab()
     mask = [False] * (max(vocab.values()) + 1)
     for piece, i in vocab.items():
-        mask[i] = not piece.startswith(prefix) and all(map(_is_bert_punct, piece))
+        mask[i] = not piece.startswith("##") and all(map(_is_bert_punct, piece))
     return mask
 
 
@@ -491,9 +484,8 @@ def build_features(
         pack_length=pack_length,
         label_column=label_column,
         label_names=list(label_names),
+        label_edge_punctuation=label_edge_punctuation,
     )
-    if label_edge_punctuation:  # a key only when on, so that caches made before it stay valid
-        settings["label_edge_punctuation"] = True
     return dataset.map(
         tokenize_and_window,
         batched=True,

@@ -128,6 +128,20 @@ def _is_bert_punct(c: str) -> bool:
     return any(a <= ord(c) <= b for a, b in _ASCII_PUNCT) or unicodedata.category(c).startswith("P")
 
 
+def require_wordpiece(tokenizer, option: str):
+    """The Rust backend of a WordPiece (BERT-style, ``##`` continuation pieces) fast tokenizer; anything
+    else is a ValueError saying that `option` needs one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = getattr(backend, "model", None)
+    if type(model).__name__ != "WordPiece" or getattr(model, "continuing_subword_prefix", None) != "##":
+        kind = type(model).__name__ if model is not None else "slow"
+        raise ValueError(
+            f"{option} needs a WordPiece tokenizer with '##' continuation pieces (BERT-style); "
+            f"{getattr(tokenizer, 'name_or_path', 'this model')} has a {kind} tokenizer"
+        )
+    return backend
+
+
 def word_pre_tokenizer(inner_punct: Iterable[str]):
     """A pre-tokenizer that cuts text at whitespace and splits punctuation off the edges of each word,
     but keeps punctuation inside a word (``AL-AIN``, ``U.S``, ``don't``) in the word, so that WordPiece
@@ -165,14 +179,7 @@ def keep_words_whole(tokenizer):
 
     from transformers import PreTrainedTokenizerFast
 
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    model = getattr(backend, "model", None)
-    if type(model).__name__ != "WordPiece" or getattr(model, "continuing_subword_prefix", None) != "##":
-        kind = type(model).__name__ if model is not None else "slow"
-        raise ValueError(
-            f"keep_words_whole needs a WordPiece tokenizer with '##' continuation pieces (BERT-style); "
-            f"{getattr(tokenizer, 'name_or_path', 'this model')} has a {kind} tokenizer"
-        )
+    backend = require_wordpiece(tokenizer, "keep_words_whole")
     vocab = tokenizer.get_vocab()
     inner = [t[2:] for t in vocab if len(t) == 3 and t.startswith("##") and _is_bert_punct(t[2])]
     if not inner:
