@@ -3,7 +3,7 @@ every piece) and whether the tokenizer keeps words whole, trained with configs/m
 corpus, seeds apart.
 
     python -m bench.label_defaults --corpus wnut17 --seeds 0 1 2 [--epochs 1] [--attention-dropout 0] \
-        [--output bench/results/label_defaults_wnut17.json]
+        [--precision bf16] [--output bench/results/label_defaults_wnut17.json]
 
 Each (setting, seed) is one `nerforge train --config minilm-cpu` process with the corpus's files,
 document context off, batches of 16 sentences and the rest as the config; validation and test entity F1
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -108,10 +109,12 @@ def piece_stats(data_dir: Path, extra_args: list[str], model: str) -> dict:
     return out
 
 
-def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path, attention_dropout=None) -> dict:
+def run_one(
+    corpus: str, setting: str, seed: int, epochs: float, tmp: Path, attention_dropout=None, precision: str = "no"
+) -> dict:
     label_all, whole, edge_punct = SETTINGS[setting]
     c = CORPORA[corpus]
-    out = tmp / f"{corpus}-{setting_key(setting, attention_dropout).replace('/', '-')}-{seed}"
+    out = tmp / f"{corpus}-{setting_key(setting, attention_dropout, precision).replace('/', '-')}-{seed}"
     cmd = [sys.executable, "-m", "nerforge", "train", "--config", "minilm-cpu", "--data-dir", str(c["data_dir"])]
     cmd += [*c["args"], "--dataset-name", corpus, "--output-dir", str(out), "--overwrite-output-dir", "true"]
     cmd += ["--context-size", "0", "--pack-length", "0", "--per-device-train-batch-size", "16"]
@@ -122,7 +125,9 @@ def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path, atte
     if attention_dropout is not None:
         cmd += ["--attention-dropout", str(attention_dropout)]
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # the precision is accelerate's setting (as `accelerate launch --mixed_precision` sets it), not ours
+    env = dict(os.environ, ACCELERATE_MIXED_PRECISION=precision)
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)}\nfailed:\n{p.stderr[-3000:]}")
     m = json.loads((out / "model" / "metrics.json").read_text())
@@ -138,9 +143,11 @@ def run_one(corpus: str, setting: str, seed: int, epochs: float, tmp: Path, atte
     return row
 
 
-def setting_key(setting: str, attention_dropout=None) -> str:
-    """The results file's key: the labelling setting, and the attention dropout where one is set."""
-    return setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
+def setting_key(setting: str, attention_dropout=None, precision: str = "no") -> str:
+    """The results file's key: the labelling setting, the attention dropout where one is set and the
+    mixed precision where there is one."""
+    key = setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
+    return key if precision == "no" else f"{key}+{precision}"
 
 
 def summarise(runs: dict) -> dict:
@@ -168,6 +175,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--attention-dropout", type=float, default=None, help="model.attention_dropout for every run (issue 29's lever)"
     )
+    p.add_argument(
+        "--precision",
+        choices=("no", "bf16"),
+        default="no",
+        help="accelerate's mixed precision for every run (bf16: attention in fp32 on a CPU, the loop's default)",
+    )
     args = p.parse_args(argv)
     path = Path(args.output or HERE / "results" / f"label_defaults_{args.corpus}.json")
     data = json.loads(path.read_text()) if path.is_file() else {"corpus": args.corpus, "runs": {}}
@@ -178,11 +191,13 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for setting in args.settings:
             key = f"epochs_{args.epochs:g}"
-            name = setting_key(setting, args.attention_dropout)
+            name = setting_key(setting, args.attention_dropout, args.precision)
             done = data["runs"].setdefault(key, {}).setdefault(name, {})
             if str(seed) in done:
                 continue
-            done[str(seed)] = run_one(args.corpus, setting, seed, args.epochs, Path(args.tmp), args.attention_dropout)
+            done[str(seed)] = run_one(
+                args.corpus, setting, seed, args.epochs, Path(args.tmp), args.attention_dropout, args.precision
+            )
             data["summary"] = {k: summarise(v) for k, v in data["runs"].items()}
             path.write_text(json.dumps(data, indent=2) + "\n")
             print(args.corpus, key, name, seed, done[str(seed)], flush=True)

@@ -2,18 +2,23 @@
 
     python -m bench.train_levers [--steps 40] [--rounds 2] [--skip-loop] [--skip-model]
 
+(A part skipped keeps its last figures in the results file, with the date and command that made them.)
+
 Two parts, both on configs/minilm-cpu.yaml's shape (packed windows of 128 pieces + 64 of document context
 on each side, batch 4), side by side in one run:
 
 1. **loop**: train_accelerate.py itself (bench/measure.py's train_ours child, full training split,
    `--steps` optimizer steps each) in fp32 and bf16, with the encoder's attention dropout and with
-   `--attention_dropout 0`; the variants run in turns, `--rounds` times, the order rotated each round, so
+   `--attention_dropout 0`, bf16 with the attention in fp32 (`attention_precision` auto, the CPU default)
+   and in bf16 (`mixed`); the variants run in turns, `--rounds` times, the order rotated each round, so
    drift on a shared machine hits them alike. Figure: windows per second, each variant's median, and the
    ratios to fp32 with the recipe's own dropout.
 2. **model**: one training step (forward with labels, backward, clipping, fused AdamW) of the bare
    model on fixed random batches of the same shape, eager and under torch.compile, fp32 and bf16
-   autocast (the compile's warm-up reported apart), plus torch.profiler's top operators of one eager
-   bf16 step: where the time goes.
+   autocast, attention in bf16 or fp32 (the compile's warm-up reported apart), plus torch.profiler's top
+   operators of an eager bf16 step with the recipe's dropout and of the fastest eager variant: where the
+   time goes. Each variant's model GFLOP/s and MFU (bench/render.py's analytic FLOPs, against
+   latest.json's GEMM peak of its precision).
 
 Writes bench/results/train_levers.json. Nothing here asserts on time.
 """
@@ -30,16 +35,29 @@ import time
 from pathlib import Path
 
 from bench import measure
-from bench.render import RESULTS
+from bench.render import RESULTS, model_flops
 
 RECIPE_SHAPE = ["--context_size", "64", "--pack_length", "128", "--per_device_train_batch_size", "4"]
-LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags)
+LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); bf16 runs attention in fp32 (auto)
     "fp32": ("no", []),
     "bf16": ("bf16", []),
+    "bf16_mixed_attention": ("bf16", ["--attention_precision", "mixed"]),
     "fp32_attention_dropout_0": ("no", ["--attention_dropout", "0"]),
     "bf16_attention_dropout_0": ("bf16", ["--attention_dropout", "0"]),
+    "bf16_attention_dropout_0_mixed_attention": (
+        "bf16",
+        ["--attention_dropout", "0", "--attention_precision", "mixed"],
+    ),
 }
-MODEL_VARIANTS = ("fp32", "bf16", "bf16_compile", "bf16_attention_dropout_0", "bf16_attention_dropout_0_compile")
+MODEL_VARIANTS = (
+    "fp32",
+    "bf16",
+    "bf16_fp32_attention",
+    "fp32_attention_dropout_0",
+    "bf16_attention_dropout_0",
+    "bf16_attention_dropout_0_fp32_attention",
+    "bf16_attention_dropout_0_fp32_attention_compile",
+)
 
 
 def loop_part(args) -> dict:
@@ -81,6 +99,10 @@ def loop_part(args) -> dict:
         "bf16_vs_fp32_same_dropout": {
             "recipe_dropout": round(median["bf16"] / median["fp32"], 3),
             "attention_dropout_0": round(median["bf16_attention_dropout_0"] / median["fp32_attention_dropout_0"], 3),
+            "recipe_dropout_mixed_attention": round(median["bf16_mixed_attention"] / median["fp32"], 3),
+            "attention_dropout_0_mixed_attention": round(
+                median["bf16_attention_dropout_0_mixed_attention"] / median["fp32_attention_dropout_0"], 3
+            ),
         },
     }
 
@@ -88,6 +110,8 @@ def loop_part(args) -> dict:
 def model_part(args) -> dict:
     import torch
     from transformers import AutoModelForTokenClassification
+
+    from nerforge.modeling import attention_in_fp32
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -107,6 +131,8 @@ def model_part(args) -> dict:
     def build(name):
         kw = {"attention_probs_dropout_prob": 0.0} if "attention_dropout_0" in name else {}
         model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9, **kw).train()
+        if "fp32_attention" in name:
+            attention_in_fp32(model)
         forward = torch.compile(model, dynamic=True) if name.endswith("compile") else model
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
         bf16 = "bf16" in name
@@ -123,6 +149,27 @@ def model_part(args) -> dict:
         return step
 
     out = {"shape": [b, length], "steps": args.model_steps, "variants": {}}
+    # Model FLOPs of one step, as bench/render.py counts them (6 x non-embedding parameters x real pieces +
+    # the attention's 12 x layers x hidden x sum of squared real lengths), averaged over the batches the
+    # steps cycle through; MFU against this machine's GEMM peak of the variant's precision (latest.json).
+    probe = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9)
+    cfg = probe.config
+    g = {
+        "params_non_embedding": sum(
+            p.numel() for n, p in probe.named_parameters() if "embeddings" not in n and "classifier" not in n
+        ),
+        "num_layers": cfg.num_hidden_layers,
+        "hidden": cfg.hidden_size,
+    }
+    del probe
+    lengths = [m.sum(1).double() for _, m, _ in batches]
+    flops = statistics.mean(model_flops(float(L.sum()), float((L * L).sum() / L.sum()), g) for L in lengths)
+    out["gflop_per_step"] = round(flops / 1e9, 2)
+    gemm = (
+        json.loads((RESULTS / "latest.json").read_text()).get("gemm", {}) if (RESULTS / "latest.json").exists() else {}
+    )
+    peaks = {"fp32": gemm.get("peak_fp32_gflops"), "bf16": gemm.get("peak_bf16_gflops")}
+    out["gemm_peaks_gflops"] = peaks
     for name in MODEL_VARIANTS:
         step = build(name)
         t0 = time.perf_counter()
@@ -133,25 +180,38 @@ def model_part(args) -> dict:
         for i in range(args.model_steps):
             step(batches[i % len(batches)])
         ms = 1000 * (time.perf_counter() - t0) / args.model_steps
-        out["variants"][name] = {"ms_per_step": round(ms, 1), "warmup_s": round(warm, 1)}
+        gflops = flops / 1e9 / (ms / 1000)
+        peak = peaks["bf16" if name.startswith("bf16") else "fp32"]
+        out["variants"][name] = {
+            "ms_per_step": round(ms, 1),
+            "warmup_s": round(warm, 1),
+            "model_gflops_per_s": round(gflops, 1),
+            "mfu": round(gflops / peak, 4) if peak else None,
+        }
         print(f"model {name}: {ms:.1f} ms/step (warm-up {warm:.1f} s)", flush=True)
     base = out["variants"]["fp32"]["ms_per_step"]
     out["speedup_vs_fp32"] = {n: round(base / v["ms_per_step"], 3) for n, v in out["variants"].items()}
 
     from torch.profiler import ProfilerActivity, profile
 
-    step = build("bf16")
-    for batch in batches[:2]:
-        step(batch)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in batches:
+    for name in ("bf16", "bf16_attention_dropout_0_fp32_attention"):
+        step = build(name)
+        for batch in batches[:2]:
             step(batch)
-    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in ops)
-    out["profile_bf16_eager_top"] = [
-        {"op": e.key, "self_share": round(e.self_cpu_time_total / total, 4), "calls_per_step": e.count // len(batches)}
-        for e in ops[:12]
-    ]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches:
+                step(batch)
+        ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in ops)
+        out[f"profile_{name}_eager_top"] = [
+            {
+                "op": e.key,
+                "self_share": round(e.self_cpu_time_total / total, 4),
+                "ms_per_step": round(e.self_cpu_time_total / 1000 / len(batches), 1),
+                "calls_per_step": e.count // len(batches),
+            }
+            for e in ops[:12]
+        ]
     return out
 
 
@@ -172,10 +232,19 @@ def main(argv=None) -> int:
         "machine": measure.machine(),
     }
     if not args.skip_model:
-        out["model"] = model_part(args)
+        out["model"] = dict(model_part(args), date=out["date"], command=out["command"])
     if not args.skip_loop:
-        out["loop"] = loop_part(args)
+        out["loop"] = dict(loop_part(args), date=out["date"], command=out["command"])
     path = RESULTS / "train_levers.json"
+    if path.exists() and (args.skip_model or args.skip_loop):  # a part not run keeps its last figures
+        last = json.loads(path.read_text())
+        for part in ("model", "loop"):
+            if part not in out and part in last:
+                out[part] = dict(
+                    last[part],
+                    date=last[part].get("date", last["date"]),
+                    command=last[part].get("command", last["command"]),
+                )
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v.get("speedup_vs_fp32") for k, v in out.items() if isinstance(v, dict)}, indent=2))
     print(f"wrote {path}")

@@ -87,7 +87,7 @@ class ModelConfig:
     attention_dropout: Optional[float] = field(
         default=None,
         metadata={
-            "help": "Dropout on the attention probabilities while fine-tuning (None: the encoder's own, 0.1 for BERT and MiniLM). 0 lets PyTorch's fused attention kernel run in training too, instead of a full attention matrix and its dropout mask: on a 2-core CPU the MiniLM recipe's loop ran 1.32x as fast in fp32 (BENCHMARKS.md, 'bf16 and int8 on the CPU'); its effect on F1 is not measured yet, so no bundled config sets it."
+            "help": "Dropout on the attention probabilities while fine-tuning (None: the encoder's own, 0.1 for BERT and MiniLM). 0 lets PyTorch's fused attention kernel run in training too, instead of a full attention matrix and its dropout mask: on a 2-core CPU the MiniLM recipe's loop ran 1.16-1.32x as fast in fp32 and 1.62x the fp32 recipe in bf16 (BENCHMARKS.md, 'bf16 and int8 on the CPU'), at validation F1 equal within seed noise on CoNLL-2003 and WNUT-17 (3 seeds, 1 epoch). No bundled config sets it yet: the recipe's export was trained with the encoder's 0.1."
         },
     )
     license: str = field(
@@ -229,6 +229,16 @@ class TrainingConfig:
             "help": "On NVIDIA GPUs from Ampere on, run fp32 matrix products and convolutions in TF32 "
             "(torch.backends.*.allow_tf32): faster, 10-bit mantissa. No effect on CPU or under bf16 autocast's "
             "bf16 products."
+        },
+    )
+    attention_precision: Literal["auto", "fp32", "mixed"] = field(
+        default="auto",
+        metadata={
+            "help": "Under bf16/fp16 mixed precision, the precision of the attention itself (softmax(QK^T)V; "
+            "the model's linear layers stay in the mixed precision). fp32: computed in fp32; mixed: in the "
+            "mixed precision; auto: fp32 on a CPU (PyTorch's fused CPU attention ran its backward about 2x "
+            "slower in bf16 than in fp32 on an AMX CPU; BENCHMARKS.md, 'bf16 and int8 on the CPU'), mixed on "
+            "GPUs. Models on transformers' SDPA attention only; training only (exports are unchanged)."
         },
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training windows."})

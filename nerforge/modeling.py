@@ -94,6 +94,50 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+# The name transformers' AttentionInterface knows sdpa_in_fp32 by (registered by attention_in_fp32; never
+# saved: transformers leaves the attention implementation out of config.json).
+FP32_ATTENTION = "nerforge_sdpa_fp32"
+
+
+def sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention computed in fp32 whatever autocast is on, its output cast back to the
+    query's dtype: under bf16 autocast on a CPU the linear layers keep bf16 and the attention gets
+    PyTorch's fp32 fused kernel, whose backward is the faster one there."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    if attention_mask is not None and attention_mask.is_floating_point():
+        attention_mask = attention_mask.float()
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(
+            module, query.float(), key.float(), value.float(), attention_mask, **kwargs
+        )
+    return out.to(dtype), weights
+
+
+def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str) -> bool:
+    """Whether training_config.attention_precision ``setting`` asks for fp32 attention under accelerate's
+    ``mixed_precision`` on ``device_type``: never in fp32 runs; 'auto' only on a CPU."""
+    if setting not in ("auto", "fp32", "mixed"):
+        raise ValueError(f"attention_precision must be auto, fp32 or mixed, got {setting!r}")
+    if mixed_precision not in ("bf16", "fp16") or setting == "mixed":
+        return False
+    return setting == "fp32" or device_type == "cpu"
+
+
+def attention_in_fp32(model) -> bool:
+    """Route a model on transformers' SDPA attention through :func:`sdpa_in_fp32`; False (and the model
+    untouched) for one on another attention (eager, flash, its own code)."""
+    from transformers import AttentionInterface
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return False
+    AttentionInterface.register(FP32_ATTENTION, sdpa_in_fp32)
+    model.set_attn_implementation(FP32_ATTENTION)
+    return True
+
+
 # The config fields that hold the attention-probability dropout, by model family (BERT/RoBERTa/ELECTRA/
 # DeBERTa, DistilBERT/BART-style, GPT-2-style).
 ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")

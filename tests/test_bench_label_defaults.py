@@ -8,4 +8,7 @@ def test_attention_dropout_runs_are_kept_apart_from_the_labelling_runs():
     assert setting_key("first/whole") == "first/whole"
     assert setting_key("first/whole", 0.0) == "first/whole+attention_dropout=0"
     assert setting_key("every/split", 0.05) == "every/split+attention_dropout=0.05"
-    assert len({setting_key(s, d) for s in SETTINGS for d in (None, 0.0)}) == 2 * len(SETTINGS)
+    assert setting_key("punct/whole", None, "bf16") == "punct/whole+bf16"
+    assert setting_key("first/whole", 0.0, "bf16") == "first/whole+attention_dropout=0+bf16"
+    keys = {setting_key(s, d, p) for s in SETTINGS for d in (None, 0.0) for p in ("no", "bf16")}
+    assert len(keys) == 4 * len(SETTINGS)

@@ -105,3 +105,73 @@ def test_attention_dropout_is_set_in_the_config_the_model_is_built_from(quicksta
     assert drops <= {0.0} and getattr(attn, "dropout_prob", 0.0) == 0.0
     default, _ = load_model_and_tokenizer(str(quickstart_export), ["O", "B-PER", "I-PER"])
     assert default.config.attention_probs_dropout_prob == 0.1
+
+
+@pytest.mark.parametrize(
+    "setting, precision, device, want",
+    [
+        ("auto", "bf16", "cpu", True),
+        ("auto", "bf16", "cuda", False),
+        ("auto", "fp16", "cpu", True),
+        ("auto", "no", "cpu", False),
+        ("fp32", "bf16", "cuda", True),
+        ("fp32", "no", "cuda", False),
+        ("mixed", "bf16", "cpu", False),
+    ],
+)
+def test_fp32_attention_only_under_mixed_precision_and_auto_only_on_cpu(setting, precision, device, want):
+    from nerforge.modeling import wants_fp32_attention
+
+    assert wants_fp32_attention(setting, precision, device) is want
+
+
+def test_unknown_attention_precision_is_an_error():
+    from nerforge.modeling import wants_fp32_attention
+
+    with pytest.raises(ValueError, match="auto, fp32 or mixed, got 'bf16'"):
+        wants_fp32_attention("bf16", "bf16", "cpu")
+
+
+def test_sdpa_in_fp32_runs_the_attention_in_fp32_under_bf16_autocast_and_returns_bf16():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from nerforge.modeling import sdpa_in_fp32
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.is_causal = False
+    q, k, v = (torch.randn(2, 4, 7, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    mask = torch.ones(2, 1, 7, 7, dtype=torch.bool)
+    mask[1, ..., 5:] = False  # the second row's last two pieces are padding
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = sdpa_in_fp32(module, q, k, v, mask)
+        mixed, _ = sdpa_attention_forward(module, q, k, v, mask)
+    want, _ = sdpa_attention_forward(module, q.float(), k.float(), v.float(), mask)
+    assert out.dtype == torch.bfloat16 and out.shape == mixed.shape
+    # fp32 attention rounded once at the end, not bf16 attention: equal to the fp32 result cast to bf16
+    assert torch.equal(out, want.to(torch.bfloat16))
+    assert not torch.equal(mixed, out)  # bf16 attention differs from it (else this test proves nothing)
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16 and q.grad.abs().sum() > 0
+
+
+def test_attention_in_fp32_is_set_for_training_and_never_saved(quickstart_export, tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    from nerforge.modeling import FP32_ATTENTION, attention_in_fp32
+
+    model = AutoModelForTokenClassification.from_pretrained(str(quickstart_export))
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    assert attention_in_fp32(model) is True
+    assert model.config._attn_implementation == FP32_ATTENTION
+    with torch.no_grad():
+        after = model(input_ids=ids).logits  # the same attention, in fp32 already: the same logits
+    assert torch.allclose(before, after, atol=1e-5)
+    model.save_pretrained(tmp_path / "saved")
+    assert FP32_ATTENTION not in (tmp_path / "saved" / "config.json").read_text()
+    assert AutoModelForTokenClassification.from_pretrained(tmp_path / "saved").config._attn_implementation == "sdpa"
+    eager = AutoModelForTokenClassification.from_pretrained(str(quickstart_export), attn_implementation="eager")
+    assert attention_in_fp32(eager) is False and eager.config._attn_implementation == "eager"

@@ -336,6 +336,39 @@ def test_sparse_embedding_updates_refuse_fp16(corpus, tmp_path):
     assert not (tmp_path / "o" / "model").exists()
 
 
+def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, tmp_path):
+    # attention_precision auto: under bf16 on a CPU the attention runs in fp32 (its faster backward
+    # there); the export names no attention of ours, so pipeline() and from_pretrained load it as usual
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    out = tmp_path / "o"
+    args = ("--data_dir", str(corpus), *FAST, "--max_steps", "4", "--eval_steps", "2")
+    p = run(*args, "--output_dir", str(out), env={"ACCELERATE_MIXED_PRECISION": "bf16"})
+    assert "precision bf16" in p.stdout
+    assert "attention in fp32 under bf16 (attention_precision auto)" in p.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(math.isfinite(h["loss"]) for h in metrics["history"] if "loss" in h)
+    assert "nerforge" not in (out / "model" / "config.json").read_text()
+    saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
+    assert saved["training"]["attention_precision"] == "auto"
+    model = AutoModelForTokenClassification.from_pretrained(str(out / "model"))
+    assert model.config._attn_implementation == "sdpa"
+    ner = pipeline("ner", model=str(out / "model"), aggregation_strategy="first")
+    assert isinstance(ner("Mara Lindqvist visited Port Ellis ."), list)
+    # mixed: the attention stays in bf16; fp32 runs never touch it
+    p = run(
+        *args,
+        "--output_dir",
+        str(tmp_path / "m"),
+        "--attention_precision",
+        "mixed",
+        env={"ACCELERATE_MIXED_PRECISION": "bf16"},
+    )
+    assert "precision bf16" in p.stdout and "attention in fp32" not in p.stdout
+    p = run(*args, "--output_dir", str(tmp_path / "f"), "--attention_precision", "fp32")
+    assert "precision no" in p.stdout and "attention in fp32" not in p.stdout
+
+
 def test_existing_output_dir_is_not_overwritten(finished_run, corpus):
     out, _ = finished_run
     before = (out / "model" / "model.safetensors").read_bytes()
