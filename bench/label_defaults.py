@@ -3,7 +3,7 @@ every piece) and whether the tokenizer keeps words whole, trained with configs/m
 corpus, seeds apart.
 
     python -m bench.label_defaults --corpus wnut17 --seeds 0 1 2 [--epochs 1] [--attention-dropout 0] \
-        [--precision bf16] [--output bench/results/label_defaults_wnut17.json]
+        [--precision bf16] [--attention-precision mixed] [--output bench/results/label_defaults_wnut17.json]
 
 Each (setting, seed) is one `nerforge train --config minilm-cpu` process with the corpus's files,
 document context off, batches of 16 sentences and the rest as the config; validation and test entity F1
@@ -110,11 +110,19 @@ def piece_stats(data_dir: Path, extra_args: list[str], model: str) -> dict:
 
 
 def run_one(
-    corpus: str, setting: str, seed: int, epochs: float, tmp: Path, attention_dropout=None, precision: str = "no"
+    corpus: str,
+    setting: str,
+    seed: int,
+    epochs: float,
+    tmp: Path,
+    attention_dropout=None,
+    precision: str = "no",
+    attention_precision: str = "auto",
 ) -> dict:
     label_all, whole, edge_punct = SETTINGS[setting]
     c = CORPORA[corpus]
-    out = tmp / f"{corpus}-{setting_key(setting, attention_dropout, precision).replace('/', '-')}-{seed}"
+    key = setting_key(setting, attention_dropout, precision, attention_precision)
+    out = tmp / f"{corpus}-{key.replace('/', '-')}-{seed}"
     cmd = [sys.executable, "-m", "nerforge", "train", "--config", "minilm-cpu", "--data-dir", str(c["data_dir"])]
     cmd += [*c["args"], "--dataset-name", corpus, "--output-dir", str(out), "--overwrite-output-dir", "true"]
     cmd += ["--context-size", "0", "--pack-length", "0", "--per-device-train-batch-size", "16"]
@@ -124,6 +132,7 @@ def run_one(
     cmd += ["--evaluate-pipeline", "false", "--calibrate", "false", "--example-text", ""]
     if attention_dropout is not None:
         cmd += ["--attention-dropout", str(attention_dropout)]
+    cmd += ["--attention-precision", attention_precision]
     t0 = time.perf_counter()
     # the precision is accelerate's setting (as `accelerate launch --mixed_precision` sets it), not ours
     env = dict(os.environ, ACCELERATE_MIXED_PRECISION=precision)
@@ -143,11 +152,12 @@ def run_one(
     return row
 
 
-def setting_key(setting: str, attention_dropout=None, precision: str = "no") -> str:
-    """The results file's key: the labelling setting, the attention dropout where one is set and the
-    mixed precision where there is one."""
+def setting_key(setting: str, attention_dropout=None, precision: str = "no", attention_precision: str = "auto") -> str:
+    """The results file's key: the labelling setting, the attention dropout where one is set, the mixed
+    precision where there is one and the attention's precision where it is not the default."""
     key = setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
-    return key if precision == "no" else f"{key}+{precision}"
+    key = key if precision == "no" else f"{key}+{precision}"
+    return key if attention_precision == "auto" else f"{key}+attention_{attention_precision}"
 
 
 def summarise(runs: dict) -> dict:
@@ -181,6 +191,12 @@ def main(argv=None) -> int:
         default="no",
         help="accelerate's mixed precision for every run (bf16: attention in fp32 on a CPU, the loop's default)",
     )
+    p.add_argument(
+        "--attention-precision",
+        choices=("auto", "fp32", "mixed"),
+        default="auto",
+        help="training.attention_precision for every run (mixed: the attention in bf16 too)",
+    )
     args = p.parse_args(argv)
     path = Path(args.output or HERE / "results" / f"label_defaults_{args.corpus}.json")
     data = json.loads(path.read_text()) if path.is_file() else {"corpus": args.corpus, "runs": {}}
@@ -191,12 +207,19 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for setting in args.settings:
             key = f"epochs_{args.epochs:g}"
-            name = setting_key(setting, args.attention_dropout, args.precision)
+            name = setting_key(setting, args.attention_dropout, args.precision, args.attention_precision)
             done = data["runs"].setdefault(key, {}).setdefault(name, {})
             if str(seed) in done:
                 continue
             done[str(seed)] = run_one(
-                args.corpus, setting, seed, args.epochs, Path(args.tmp), args.attention_dropout, args.precision
+                args.corpus,
+                setting,
+                seed,
+                args.epochs,
+                Path(args.tmp),
+                args.attention_dropout,
+                args.precision,
+                args.attention_precision,
             )
             data["summary"] = {k: summarise(v) for k, v in data["runs"].items()}
             path.write_text(json.dumps(data, indent=2) + "\n")

@@ -95,7 +95,9 @@ def load_model_and_tokenizer(
 
 
 # The name transformers' AttentionInterface knows sdpa_in_fp32 by (registered by attention_in_fp32; never
-# saved: transformers leaves the attention implementation out of config.json).
+# saved: transformers leaves the attention implementation out of config.json). The name needs SDPA's mask
+# builder registered too: transformers gives an attention it has no mask builder for no mask at all, and
+# the padding would be attended to.
 FP32_ATTENTION = "nerforge_sdpa_fp32"
 
 
@@ -130,10 +132,12 @@ def attention_in_fp32(model) -> bool:
     """Route a model on transformers' SDPA attention through :func:`sdpa_in_fp32`; False (and the model
     untouched) for one on another attention (eager, flash, its own code)."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     if getattr(model.config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return False
     AttentionInterface.register(FP32_ATTENTION, sdpa_in_fp32)
+    AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
     model.set_attn_implementation(FP32_ATTENTION)
     return True
 

@@ -10,5 +10,13 @@ def test_attention_dropout_runs_are_kept_apart_from_the_labelling_runs():
     assert setting_key("every/split", 0.05) == "every/split+attention_dropout=0.05"
     assert setting_key("punct/whole", None, "bf16") == "punct/whole+bf16"
     assert setting_key("first/whole", 0.0, "bf16") == "first/whole+attention_dropout=0+bf16"
-    keys = {setting_key(s, d, p) for s in SETTINGS for d in (None, 0.0) for p in ("no", "bf16")}
-    assert len(keys) == 4 * len(SETTINGS)
+    assert setting_key("punct/whole", None, "bf16", "mixed") == "punct/whole+bf16+attention_mixed"
+    assert setting_key("punct/whole", None, "bf16", "auto") == "punct/whole+bf16"
+    keys = {
+        setting_key(s, d, p, a)
+        for s in SETTINGS
+        for d in (None, 0.0)
+        for p in ("no", "bf16")
+        for a in ("auto", "mixed")
+    }
+    assert len(keys) == 8 * len(SETTINGS)

@@ -162,13 +162,17 @@ def test_attention_in_fp32_is_set_for_training_and_never_saved(quickstart_export
 
     model = AutoModelForTokenClassification.from_pretrained(str(quickstart_export))
     assert model.config._attn_implementation == "sdpa"
-    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    # a padded batch: the second row's last two pieces are padding, which the attention must not see
+    ids = torch.tensor([[2, 7, 9, 11, 3], [2, 7, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     with torch.no_grad():
-        before = model(input_ids=ids).logits
+        before = model(input_ids=ids, attention_mask=mask).logits
+        alone = model(input_ids=ids[1:, :3]).logits
+    assert torch.allclose(before[1, :3], alone[0], atol=1e-5)  # (else the test would prove nothing)
     assert attention_in_fp32(model) is True
     assert model.config._attn_implementation == FP32_ATTENTION
     with torch.no_grad():
-        after = model(input_ids=ids).logits  # the same attention, in fp32 already: the same logits
+        after = model(input_ids=ids, attention_mask=mask).logits  # the same attention in fp32: the same logits
     assert torch.allclose(before, after, atol=1e-5)
     model.save_pretrained(tmp_path / "saved")
     assert FP32_ATTENTION not in (tmp_path / "saved" / "config.json").read_text()
