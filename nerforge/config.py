@@ -236,9 +236,10 @@ class TrainingConfig:
         metadata={
             "help": "Under bf16/fp16 mixed precision, the precision of the attention itself (softmax(QK^T)V; "
             "the model's linear layers stay in the mixed precision). fp32: computed in fp32; mixed: in the "
-            "mixed precision; auto: fp32 on a CPU (PyTorch's fused CPU attention ran its backward about 2x "
-            "slower in bf16 than in fp32 on an AMX CPU; BENCHMARKS.md, 'bf16 and int8 on the CPU'), mixed on "
-            "GPUs. Models on transformers' SDPA attention only; training only (exports are unchanged)."
+            "mixed precision; auto: fp32 on a CPU when the attention dropout is 0 (then PyTorch's fused CPU "
+            "attention runs in training, and its backward ran about 2x slower in bf16 than in fp32 on an AMX "
+            "CPU; BENCHMARKS.md, 'bf16 and int8 on the CPU'), mixed otherwise and on GPUs. Models on "
+            "transformers' SDPA attention only; training only (exports are unchanged)."
         },
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training windows."})

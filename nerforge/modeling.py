@@ -118,14 +118,24 @@ def sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
     return out.to(dtype), weights
 
 
-def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str) -> bool:
+def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str, attention_dropout: float | None) -> bool:
     """Whether training_config.attention_precision ``setting`` asks for fp32 attention under accelerate's
-    ``mixed_precision`` on ``device_type``: never in fp32 runs; 'auto' only on a CPU."""
+    ``mixed_precision`` on ``device_type``: never in fp32 runs; 'auto' only on a CPU and only without
+    attention dropout (``attention_dropout`` 0), where PyTorch's fused kernel runs in training and its fp32
+    backward is the faster one; with dropout the math path runs, and there bf16 was as fast or faster."""
     if setting not in ("auto", "fp32", "mixed"):
         raise ValueError(f"attention_precision must be auto, fp32 or mixed, got {setting!r}")
     if mixed_precision not in ("bf16", "fp16") or setting == "mixed":
         return False
-    return setting == "fp32" or device_type == "cpu"
+    return setting == "fp32" or (device_type == "cpu" and attention_dropout == 0)
+
+
+def attention_dropout_of(config) -> float | None:
+    """The attention-probability dropout a transformers config sets (None: it has none of the known fields)."""
+    for key in ATTENTION_DROPOUT_FIELDS:
+        if hasattr(config, key):
+            return float(getattr(config, key))
+    return None
 
 
 def attention_in_fp32(model) -> bool:

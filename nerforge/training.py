@@ -56,6 +56,7 @@ from nerforge.features import (
 from nerforge.hub import PushError, push_export
 from nerforge.metric import score
 from nerforge.modeling import (
+    attention_dropout_of,
     attention_in_fp32,
     build_optimizers,
     build_tiny_bert,
@@ -275,7 +276,8 @@ def load_model(cfg: RunConfig, raw, label_names, out_dir: Path, accelerator: Acc
         cfg.model.keep_words_whole,
         attention_dropout=cfg.model.attention_dropout,
     )
-    if wants_fp32_attention(cfg.training.attention_precision, accelerator.mixed_precision, accelerator.device.type):
+    precision, device = accelerator.mixed_precision, accelerator.device.type
+    if wants_fp32_attention(cfg.training.attention_precision, precision, device, attention_dropout_of(model.config)):
         if attention_in_fp32(model):
             logger.info(
                 f"attention in fp32 under {accelerator.mixed_precision} (attention_precision {cfg.training.attention_precision})"

@@ -108,28 +108,37 @@ def test_attention_dropout_is_set_in_the_config_the_model_is_built_from(quicksta
 
 
 @pytest.mark.parametrize(
-    "setting, precision, device, want",
+    "setting, precision, device, dropout, want",
     [
-        ("auto", "bf16", "cpu", True),
-        ("auto", "bf16", "cuda", False),
-        ("auto", "fp16", "cpu", True),
-        ("auto", "no", "cpu", False),
-        ("fp32", "bf16", "cuda", True),
-        ("fp32", "no", "cuda", False),
-        ("mixed", "bf16", "cpu", False),
+        ("auto", "bf16", "cpu", 0.0, True),
+        ("auto", "bf16", "cpu", 0.1, False),  # the math path runs: bf16 is as fast there
+        ("auto", "bf16", "cpu", None, False),
+        ("auto", "bf16", "cuda", 0.0, False),
+        ("auto", "fp16", "cpu", 0.0, True),
+        ("auto", "no", "cpu", 0.0, False),
+        ("fp32", "bf16", "cuda", 0.1, True),
+        ("fp32", "no", "cuda", 0.0, False),
+        ("mixed", "bf16", "cpu", 0.0, False),
     ],
 )
-def test_fp32_attention_only_under_mixed_precision_and_auto_only_on_cpu(setting, precision, device, want):
+def test_fp32_attention_only_under_mixed_precision_and_auto_only_on_cpu_without_dropout(
+    setting, precision, device, dropout, want
+):
     from nerforge.modeling import wants_fp32_attention
 
-    assert wants_fp32_attention(setting, precision, device) is want
+    assert wants_fp32_attention(setting, precision, device, dropout) is want
 
 
-def test_unknown_attention_precision_is_an_error():
-    from nerforge.modeling import wants_fp32_attention
+def test_unknown_attention_precision_is_an_error_and_the_dropout_is_read_from_the_config():
+    from transformers import BertConfig, DistilBertConfig, T5Config
+
+    from nerforge.modeling import attention_dropout_of, wants_fp32_attention
 
     with pytest.raises(ValueError, match="auto, fp32 or mixed, got 'bf16'"):
-        wants_fp32_attention("bf16", "bf16", "cpu")
+        wants_fp32_attention("bf16", "bf16", "cpu", 0.0)
+    assert attention_dropout_of(BertConfig(attention_probs_dropout_prob=0.0)) == 0.0
+    assert attention_dropout_of(DistilBertConfig(attention_dropout=0.2)) == 0.2
+    assert attention_dropout_of(T5Config()) is None
 
 
 def test_sdpa_in_fp32_runs_the_attention_in_fp32_under_bf16_autocast_and_returns_bf16():

@@ -337,13 +337,15 @@ def test_sparse_embedding_updates_refuse_fp16(corpus, tmp_path):
 
 
 def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, tmp_path):
-    # attention_precision auto: under bf16 on a CPU the attention runs in fp32 (its faster backward
-    # there); the export names no attention of ours, so pipeline() and from_pretrained load it as usual
+    # attention_precision auto: under bf16 on a CPU without attention dropout the attention runs in fp32
+    # (its faster backward there); the export names no attention of ours, so pipeline() and
+    # from_pretrained load it as usual
     from transformers import AutoModelForTokenClassification, pipeline
 
     out = tmp_path / "o"
     args = ("--data_dir", str(corpus), *FAST, "--max_steps", "4", "--eval_steps", "2")
-    p = run(*args, "--output_dir", str(out), env={"ACCELERATE_MIXED_PRECISION": "bf16"})
+    bf16 = {"ACCELERATE_MIXED_PRECISION": "bf16"}
+    p = run(*args, "--output_dir", str(out), "--attention_dropout", "0", env=bf16)
     assert "precision bf16" in p.stdout
     assert "attention in fp32 under bf16 (attention_precision auto)" in p.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -355,16 +357,23 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, t
     assert model.config._attn_implementation == "sdpa"
     ner = pipeline("ner", model=str(out / "model"), aggregation_strategy="first")
     assert isinstance(ner("Mara Lindqvist visited Port Ellis ."), list)
-    # mixed: the attention stays in bf16; fp32 runs never touch it
+    # with the encoder's attention dropout (the math path runs) auto leaves it in bf16, as does mixed;
+    # fp32 forces it; fp32 runs never touch it
+    p = run(*args, "--output_dir", str(tmp_path / "d"), env=bf16)
+    assert "precision bf16" in p.stdout and "attention in fp32" not in p.stdout
     p = run(
         *args,
         "--output_dir",
         str(tmp_path / "m"),
+        "--attention_dropout",
+        "0",
         "--attention_precision",
         "mixed",
-        env={"ACCELERATE_MIXED_PRECISION": "bf16"},
+        env=bf16,
     )
-    assert "precision bf16" in p.stdout and "attention in fp32" not in p.stdout
+    assert "attention in fp32" not in p.stdout
+    p = run(*args, "--output_dir", str(tmp_path / "x"), "--attention_precision", "fp32", env=bf16)
+    assert "attention in fp32 under bf16 (attention_precision fp32)" in p.stdout
     p = run(*args, "--output_dir", str(tmp_path / "f"), "--attention_precision", "fp32")
     assert "precision no" in p.stdout and "attention in fp32" not in p.stdout
 
