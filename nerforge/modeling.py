@@ -132,10 +132,8 @@ def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str, a
 
 def attention_dropout_of(config) -> float | None:
     """The attention-probability dropout a transformers config sets (None: it has none of the known fields)."""
-    for key in ATTENTION_DROPOUT_FIELDS:
-        if hasattr(config, key):
-            return float(getattr(config, key))
-    return None
+    key = attention_dropout_field(config)
+    return None if key is None else float(getattr(config, key))
 
 
 def attention_in_fp32(model) -> bool:
@@ -157,15 +155,20 @@ def attention_in_fp32(model) -> bool:
 ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 
 
+def attention_dropout_field(config) -> str | None:
+    """The first of ATTENTION_DROPOUT_FIELDS a config has (None: none)."""
+    return next((key for key in ATTENTION_DROPOUT_FIELDS if hasattr(config, key)), None)
+
+
 def set_attention_dropout(config, p: float, name: str = "the model") -> str:
     """Set the attention-probability dropout of a transformers config; returns the field set. A value
     outside [0, 1) or a config without such a field is a ValueError naming it."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"attention_dropout must be in [0, 1), got {p}")
-    for key in ATTENTION_DROPOUT_FIELDS:
-        if hasattr(config, key):
-            setattr(config, key, float(p))
-            return key
+    key = attention_dropout_field(config)
+    if key is not None:
+        setattr(config, key, float(p))
+        return key
     raise ValueError(
         f"attention_dropout: {name}'s config ({config.model_type}) has none of {', '.join(ATTENTION_DROPOUT_FIELDS)}"
     )
