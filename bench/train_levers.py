@@ -1,10 +1,10 @@
 """Where a CPU training step goes, and what bf16 buys on the recipe (issue 29).
 
-    python -m bench.train_levers [--steps 40] [--rounds 2] [--skip-loop] [--skip-model]
+    python -m bench.train_levers [--steps 40] [--rounds 2] [--skip-loop] [--skip-model] [--skip-shapes]
 
 (A part skipped keeps its last figures in the results file, with the date and command that made them.)
 
-Two parts, both on configs/minilm-cpu.yaml's shape (packed windows of 128 pieces + 64 of document context
+Three parts, all on configs/minilm-cpu.yaml's shape (packed windows of 128 pieces + 64 of document context
 on each side, batch 4), side by side in one run:
 
 1. **loop**: train_accelerate.py itself (bench/measure.py's train_ours child, full training split,
@@ -19,6 +19,12 @@ on each side, batch 4), side by side in one run:
    operators of an eager bf16 step with the recipe's dropout and of the fastest eager variant: where the
    time goes. Each variant's model GFLOP/s and MFU (bench/render.py's analytic FLOPs, against
    latest.json's GEMM peak of its precision).
+3. **shapes**: the same bare step on encoders of configs/bert-base-cased.yaml's and
+   configs/bert-large-cased.yaml's size (BERT's published dimensions, cased vocabulary, random weights:
+   the weights are not offline and a step's time does not depend on them, so speed only, no F1), fp32
+   against bf16 with the attention as `attention_precision: auto` sets it, at the encoder's attention
+   dropout and at 0; the variants in turns, `--rounds` times, order rotated. What bf16 buys on the
+   flagship model, where the matrix products are 2.7x (base) and 4.8x (large) MiniLM's width.
 
 Writes bench/results/train_levers.json. Nothing here asserts on time.
 """
@@ -60,11 +66,48 @@ MODEL_VARIANTS = (
 )
 
 
+# BERT's published dimensions (Devlin et al., 2019) with the cased vocabulary: what configs/bert-base-cased.yaml
+# and configs/bert-large-cased.yaml train, built from their config alone (random weights; speed only).
+BERT_SHAPES = {
+    "bert-base-cased": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
+    "bert-large-cased": {
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+    },
+}
+SHAPE_VARIANTS = ("fp32", "bf16", "fp32_attention_dropout_0", "bf16_attention_dropout_0")
+
+
+def save_random_shape(shape: str, tokenizer_from: str, out: Path) -> str:
+    """A token-classification BERT of ``shape``'s dimensions with random weights and ``tokenizer_from``'s
+    tokenizer (its vocabulary size), saved to ``out``: the loop's input at the flagship's size, speed only."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    torch.manual_seed(0)
+    model = BertForTokenClassification(BertConfig(vocab_size=len(tokenizer), num_labels=9, **BERT_SHAPES[shape]))
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
 def loop_part(args) -> dict:
     rounds = []
-    names = list(LOOP_VARIANTS)
+    minilm = args.loop_shape == "minilm"
+    names = list(LOOP_VARIANTS) if minilm else list(SHAPE_VARIANTS)
     with tempfile.TemporaryDirectory(prefix="nerforge-levers-") as tmp:
-        base = {"model": str(Path(args.model).resolve()), "data_dir": str(Path(args.data_dir).resolve()), "tmp": tmp}
+        model = str(Path(args.model).resolve())
+        if not minilm:
+            model = save_random_shape(args.loop_shape, model, Path(tmp) / "model")
+        base = {"model": model, "data_dir": str(Path(args.data_dir).resolve()), "tmp": tmp}
         ds = str(Path(tmp) / "ds")
         measure.run_child("make_dataset", dict(base, out=ds, n_eval=32), args.threads, print)
         for i in range(args.rounds):
@@ -90,7 +133,14 @@ def loop_part(args) -> dict:
                 res[name] = {k: r.get(k) for k in ("windows_per_s", "pieces_per_s", "train_time_s", "precision")}
             rounds.append({"order": order, **res})
     median = {n: statistics.median(r[n]["windows_per_s"] for r in rounds) for n in names}
-    return {
+
+    def paired(a, b):
+        return [round(r[a]["windows_per_s"] / r[b]["windows_per_s"], 3) for r in rounds]
+
+    out = {
+        "model": args.loop_shape
+        if minilm
+        else f"{args.loop_shape} dimensions, random weights, {args.model}'s tokenizer",
         "steps": args.steps,
         "shape": " ".join(RECIPE_SHAPE),
         "rounds": rounds,
@@ -99,77 +149,106 @@ def loop_part(args) -> dict:
         "bf16_vs_fp32_same_dropout": {
             "recipe_dropout": round(median["bf16"] / median["fp32"], 3),
             "attention_dropout_0": round(median["bf16_attention_dropout_0"] / median["fp32_attention_dropout_0"], 3),
-            "recipe_dropout_fp32_attention": round(median["bf16_fp32_attention"] / median["fp32"], 3),
-            "attention_dropout_0_mixed_attention": round(
-                median["bf16_attention_dropout_0_mixed_attention"] / median["fp32_attention_dropout_0"], 3
-            ),
+        },
+        "bf16_vs_fp32_paired": {
+            "recipe_dropout": paired("bf16", "fp32"),
+            "attention_dropout_0": paired("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
         },
     }
+    if minilm:
+        out["bf16_vs_fp32_same_dropout"].update(
+            recipe_dropout_fp32_attention=round(median["bf16_fp32_attention"] / median["fp32"], 3),
+            attention_dropout_0_mixed_attention=round(
+                median["bf16_attention_dropout_0_mixed_attention"] / median["fp32_attention_dropout_0"], 3
+            ),
+        )
+    return out
+
+
+def random_batches(n: int = 4, b: int = 4, length: int = 256) -> list:
+    """Fixed random batches of the recipe's training shape: b windows of up to 128 pieces + 2 x 64 of
+    context, ragged as packing leaves them (60-100% real pieces), labels -100 on the padding."""
+    import torch
+
+    torch.manual_seed(0)
+    batches = []
+    for _ in range(n):
+        ids = torch.randint(1000, 28000, (b, length))
+        mask = torch.ones(b, length, dtype=torch.long)
+        for r in range(b):
+            real = int(length * (0.6 + 0.4 * torch.rand(()).item()))
+            mask[r, real:] = 0
+            ids[r, real:] = 0
+        labels = torch.randint(0, 9, (b, length))
+        labels[mask == 0] = -100
+        batches.append((ids, mask, labels))
+    return batches
+
+
+def training_step(model, bf16: bool, fp32_attention: bool, compile: bool = False):
+    """One optimizer step of ``model`` as a closure over a batch: forward with labels under bf16 autocast or
+    not, backward, clipping, fused AdamW (what the training loop does per step, without its data pipeline)."""
+    import torch
+
+    from nerforge.modeling import attention_in_fp32
+
+    model.train()
+    if fp32_attention:
+        attention_in_fp32(model)
+    forward = torch.compile(model, dynamic=True) if compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+    def step(batch):
+        ids, mask, labels = batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = forward(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def step_flops(model, batches) -> float:
+    """Model FLOPs of one step, as bench/render.py counts them (6 x non-embedding parameters x real pieces +
+    the attention's 12 x layers x hidden x sum of squared real lengths), averaged over ``batches``."""
+    cfg = model.config
+    g = {
+        "params_non_embedding": sum(
+            p.numel() for n, p in model.named_parameters() if "embeddings" not in n and "classifier" not in n
+        ),
+        "num_layers": cfg.num_hidden_layers,
+        "hidden": cfg.hidden_size,
+    }
+    lengths = [m.sum(1).double() for _, m, _ in batches]
+    return statistics.mean(model_flops(float(L.sum()), float((L * L).sum() / L.sum()), g) for L in lengths)
+
+
+def gemm_peaks() -> dict:
+    """This machine's GEMM peaks by precision from latest.json (bench.run's gemm section), or None each."""
+    path = RESULTS / "latest.json"
+    gemm = json.loads(path.read_text()).get("gemm", {}) if path.exists() else {}
+    return {"fp32": gemm.get("peak_fp32_gflops"), "bf16": gemm.get("peak_bf16_gflops")}
 
 
 def model_part(args) -> dict:
     import torch
     from transformers import AutoModelForTokenClassification
 
-    from nerforge.modeling import attention_in_fp32
-
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    b, length = 4, 256  # 128 pieces + 2 x 64 of context
-    batches = []
-    for _ in range(4):
-        ids = torch.randint(1000, 28000, (b, length))
-        mask = torch.ones(b, length, dtype=torch.long)
-        for r in range(b):  # ragged windows, as packing leaves them
-            n = int(length * (0.6 + 0.4 * torch.rand(()).item()))
-            mask[r, n:] = 0
-            ids[r, n:] = 0
-        labels = torch.randint(0, 9, (b, length))
-        labels[mask == 0] = -100
-        batches.append((ids, mask, labels))
+    batches = random_batches()
+    b, length = batches[0][0].shape
 
     def build(name):
         kw = {"attention_probs_dropout_prob": 0.0} if "attention_dropout_0" in name else {}
-        model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9, **kw).train()
-        if "fp32_attention" in name:
-            attention_in_fp32(model)
-        forward = torch.compile(model, dynamic=True) if name.endswith("compile") else model
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-        bf16 = "bf16" in name
-
-        def step(batch):
-            ids, mask, labels = batch
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = forward(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return step
+        model = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9, **kw)
+        return training_step(model, "bf16" in name, "fp32_attention" in name, name.endswith("compile"))
 
     out = {"shape": [b, length], "steps": args.model_steps, "variants": {}}
-    # Model FLOPs of one step, as bench/render.py counts them (6 x non-embedding parameters x real pieces +
-    # the attention's 12 x layers x hidden x sum of squared real lengths), averaged over the batches the
-    # steps cycle through; MFU against this machine's GEMM peak of the variant's precision (latest.json).
-    probe = AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9)
-    cfg = probe.config
-    g = {
-        "params_non_embedding": sum(
-            p.numel() for n, p in probe.named_parameters() if "embeddings" not in n and "classifier" not in n
-        ),
-        "num_layers": cfg.num_hidden_layers,
-        "hidden": cfg.hidden_size,
-    }
-    del probe
-    lengths = [m.sum(1).double() for _, m, _ in batches]
-    flops = statistics.mean(model_flops(float(L.sum()), float((L * L).sum() / L.sum()), g) for L in lengths)
+    flops = step_flops(AutoModelForTokenClassification.from_pretrained(args.model, num_labels=9), batches)
     out["gflop_per_step"] = round(flops / 1e9, 2)
-    gemm = (
-        json.loads((RESULTS / "latest.json").read_text()).get("gemm", {}) if (RESULTS / "latest.json").exists() else {}
-    )
-    peaks = {"fp32": gemm.get("peak_fp32_gflops"), "bf16": gemm.get("peak_bf16_gflops")}
-    out["gemm_peaks_gflops"] = peaks
+    peaks = out["gemm_peaks_gflops"] = gemm_peaks()
     for name in MODEL_VARIANTS:
         step = build(name)
         t0 = time.perf_counter()
@@ -215,6 +294,70 @@ def model_part(args) -> dict:
     return out
 
 
+def shapes_part(args) -> dict:
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    from nerforge.modeling import wants_fp32_attention
+
+    torch.set_num_threads(args.threads)
+    batches = random_batches()
+    peaks = gemm_peaks()
+    out = {"shape": list(batches[0][0].shape), "steps": args.shape_steps, "gemm_peaks_gflops": peaks, "models": {}}
+    for shape in args.shapes:
+        dims = BERT_SHAPES[shape]
+        rounds = []
+        flops = None
+        for i in range(args.rounds):
+            order = SHAPE_VARIANTS[i % len(SHAPE_VARIANTS) :] + SHAPE_VARIANTS[: i % len(SHAPE_VARIANTS)]
+            res = {}
+            for name in order:
+                dropout = 0.0 if name.endswith("attention_dropout_0") else 0.1  # BERT's own: 0.1
+                bf16 = name.startswith("bf16")
+                # the attention's precision as training_config.attention_precision 'auto' sets it on a CPU
+                fp32_attention = wants_fp32_attention("auto", "bf16" if bf16 else "no", "cpu", dropout)
+                torch.manual_seed(0)
+                config = BertConfig(vocab_size=28996, num_labels=9, attention_probs_dropout_prob=dropout, **dims)
+                model = BertForTokenClassification(config)
+                if flops is None:
+                    flops = step_flops(model, batches)
+                step = training_step(model, bf16, fp32_attention)
+                step(batches[0])  # warm-up: oneDNN primitives, the optimizer's state
+                t0 = time.perf_counter()
+                for j in range(args.shape_steps):
+                    step(batches[(j + 1) % len(batches)])
+                ms = 1000 * (time.perf_counter() - t0) / args.shape_steps
+                gflops = flops / 1e9 / (ms / 1000)
+                peak = peaks["bf16" if bf16 else "fp32"]
+                res[name] = {
+                    "ms_per_step": round(ms, 1),
+                    "attention": "fp32" if fp32_attention or not bf16 else "bf16",
+                    "model_gflops_per_s": round(gflops, 1),
+                    "mfu": round(gflops / peak, 4) if peak else None,
+                }
+                print(f"shape {shape} round {i + 1} {name}: {ms:.0f} ms/step", flush=True)
+                del model, step
+            rounds.append({"order": list(order), **res})
+        median = {n: statistics.median(r[n]["ms_per_step"] for r in rounds) for n in SHAPE_VARIANTS}
+        out["models"][shape] = {
+            "dimensions": dims,
+            "gflop_per_step": round(flops / 1e9, 2),
+            "rounds": rounds,
+            "ms_per_step_median": median,
+            "speedup_vs_fp32": {n: round(median["fp32"] / median[n], 3) for n in SHAPE_VARIANTS},
+            "bf16_vs_fp32_paired": {
+                "recipe_dropout": [round(r["fp32"]["ms_per_step"] / r["bf16"]["ms_per_step"], 3) for r in rounds],
+                "attention_dropout_0": [
+                    round(
+                        r["fp32_attention_dropout_0"]["ms_per_step"] / r["bf16_attention_dropout_0"]["ms_per_step"], 3
+                    )
+                    for r in rounds
+                ],
+            },
+        }
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default=str(measure.ROOT.parent / "shared" / "data" / "conll2003"))
@@ -225,20 +368,33 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-loop", action="store_true")
     p.add_argument("--skip-model", action="store_true")
+    p.add_argument("--skip-shapes", action="store_true")
+    p.add_argument(
+        "--loop-shape",
+        default="minilm",
+        choices=["minilm", *BERT_SHAPES],
+        help="the loop on --model (minilm) or on a random-weight BERT of that size with --model's tokenizer",
+    )
+    p.add_argument("--shapes", nargs="+", default=list(BERT_SHAPES), choices=list(BERT_SHAPES))
+    p.add_argument("--shape-steps", type=int, default=3, help="timed steps per shape variant (after one warm-up)")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     out = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": "python -m bench.train_levers " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python -m bench.train_levers", *argv]),
         "machine": measure.machine(),
     }
     if not args.skip_model:
         out["model"] = dict(model_part(args), date=out["date"], command=out["command"])
+    loop_key = "loop" if args.loop_shape == "minilm" else f"loop_{args.loop_shape}"
     if not args.skip_loop:
-        out["loop"] = dict(loop_part(args), date=out["date"], command=out["command"])
+        out[loop_key] = dict(loop_part(args), date=out["date"], command=out["command"])
+    if not args.skip_shapes:
+        out["shapes"] = dict(shapes_part(args), date=out["date"], command=out["command"])
     path = RESULTS / "train_levers.json"
-    if path.exists() and (args.skip_model or args.skip_loop):  # a part not run keeps its last figures
+    if path.exists():  # a part not run keeps its last figures
         last = json.loads(path.read_text())
-        for part in ("model", "loop"):
+        for part in [k for k in last if k in ("model", "shapes") or k.startswith("loop")]:
             if part not in out and part in last:
                 out[part] = dict(
                     last[part],
@@ -246,7 +402,9 @@ def main(argv=None) -> int:
                     command=last[part].get("command", last["command"]),
                 )
     path.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({k: v.get("speedup_vs_fp32") for k, v in out.items() if isinstance(v, dict)}, indent=2))
+    speedups = {k: v.get("speedup_vs_fp32") for k, v in out.items() if isinstance(v, dict) and k != "shapes"}
+    speedups.update({f"shapes {m}": v["speedup_vs_fp32"] for m, v in out.get("shapes", {}).get("models", {}).items()})
+    print(json.dumps(speedups, indent=2))
     print(f"wrote {path}")
     return 0
 
