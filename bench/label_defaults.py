@@ -3,7 +3,8 @@ every piece) and whether the tokenizer keeps words whole, trained with configs/m
 corpus, seeds apart.
 
     python -m bench.label_defaults --corpus wnut17 --seeds 0 1 2 [--epochs 1] [--attention-dropout 0] \
-        [--precision bf16] [--attention-precision mixed] [--output bench/results/label_defaults_wnut17.json]
+        [--precision bf16] [--attention-precision mixed] [--dropout-masks torch] \
+        [--output bench/results/label_defaults_wnut17.json]
 
 Each (setting, seed) is one `nerforge train --config minilm-cpu` process with the corpus's files,
 document context off, batches of 16 sentences and the rest as the config; validation and test entity F1
@@ -118,10 +119,11 @@ def run_one(
     attention_dropout=None,
     precision: str = "no",
     attention_precision: str = "auto",
+    dropout_masks: str = "auto",
 ) -> dict:
     label_all, whole, edge_punct = SETTINGS[setting]
     c = CORPORA[corpus]
-    key = setting_key(setting, attention_dropout, precision, attention_precision)
+    key = setting_key(setting, attention_dropout, precision, attention_precision, dropout_masks)
     out = tmp / f"{corpus}-{key.replace('/', '-')}-{seed}"
     cmd = [sys.executable, "-m", "nerforge", "train", "--config", "minilm-cpu", "--data-dir", str(c["data_dir"])]
     cmd += [*c["args"], "--dataset-name", corpus, "--output-dir", str(out), "--overwrite-output-dir", "true"]
@@ -132,7 +134,7 @@ def run_one(
     cmd += ["--evaluate-pipeline", "false", "--calibrate", "false", "--example-text", ""]
     if attention_dropout is not None:
         cmd += ["--attention-dropout", str(attention_dropout)]
-    cmd += ["--attention-precision", attention_precision]
+    cmd += ["--attention-precision", attention_precision, "--dropout-masks", dropout_masks]
     t0 = time.perf_counter()
     # the precision is accelerate's setting (as `accelerate launch --mixed_precision` sets it), not ours
     env = dict(os.environ, ACCELERATE_MIXED_PRECISION=precision)
@@ -152,12 +154,21 @@ def run_one(
     return row
 
 
-def setting_key(setting: str, attention_dropout=None, precision: str = "no", attention_precision: str = "auto") -> str:
+def setting_key(
+    setting: str,
+    attention_dropout=None,
+    precision: str = "no",
+    attention_precision: str = "auto",
+    dropout_masks: str = "torch",
+) -> str:
     """The results file's key: the labelling setting, the attention dropout where one is set, the mixed
-    precision where there is one and the attention's precision where it is not the default."""
+    precision where there is one, the attention's precision where it is not the default, and
+    ``+fast_masks`` where dropout drew nerforge.dropout's masks (the CPU default since 2026-12-03, 'auto'
+    here: every key without it ran torch's masks)."""
     key = setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
     key = key if precision == "no" else f"{key}+{precision}"
-    return key if attention_precision == "auto" else f"{key}+attention_{attention_precision}"
+    key = key if attention_precision == "auto" else f"{key}+attention_{attention_precision}"
+    return key if dropout_masks == "torch" else f"{key}+fast_masks"
 
 
 def summarise(runs: dict) -> dict:
@@ -197,6 +208,12 @@ def main(argv=None) -> int:
         default="auto",
         help="training.attention_precision for every run (mixed: the attention in bf16 too)",
     )
+    p.add_argument(
+        "--dropout-masks",
+        choices=("auto", "torch", "fast"),
+        default="auto",
+        help="training.dropout_masks for every run (auto: nerforge.dropout's masks on this CPU)",
+    )
     args = p.parse_args(argv)
     path = Path(args.output or HERE / "results" / f"label_defaults_{args.corpus}.json")
     data = json.loads(path.read_text()) if path.is_file() else {"corpus": args.corpus, "runs": {}}
@@ -207,7 +224,9 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         for setting in args.settings:
             key = f"epochs_{args.epochs:g}"
-            name = setting_key(setting, args.attention_dropout, args.precision, args.attention_precision)
+            name = setting_key(
+                setting, args.attention_dropout, args.precision, args.attention_precision, args.dropout_masks
+            )
             done = data["runs"].setdefault(key, {}).setdefault(name, {})
             if str(seed) in done:
                 continue
@@ -220,6 +239,7 @@ def main(argv=None) -> int:
                 args.attention_dropout,
                 args.precision,
                 args.attention_precision,
+                args.dropout_masks,
             )
             data["summary"] = {k: summarise(v) for k, v in data["runs"].items()}
             path.write_text(json.dumps(data, indent=2) + "\n")

@@ -44,16 +44,13 @@ from bench import measure
 from bench.render import RESULTS, model_flops
 
 RECIPE_SHAPE = ["--context_size", "64", "--pack_length", "128", "--per_device_train_batch_size", "4"]
-LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); "bf16" is attention_precision auto
-    "fp32": ("no", []),
-    "bf16": ("bf16", []),  # auto with the encoder's attention dropout: the attention in bf16
-    "bf16_fp32_attention": ("bf16", ["--attention_precision", "fp32"]),
+LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); all else the CPU defaults (auto)
+    "fp32": ("no", []),  # dropout_masks auto: nerforge.dropout's masks on a CPU
+    "bf16": ("bf16", []),  # attention_precision auto with the encoder's attention dropout: the attention in bf16
     "fp32_attention_dropout_0": ("no", ["--attention_dropout", "0"]),
     "bf16_attention_dropout_0": ("bf16", ["--attention_dropout", "0"]),  # auto: the attention in fp32
-    "bf16_attention_dropout_0_mixed_attention": (
-        "bf16",
-        ["--attention_dropout", "0", "--attention_precision", "mixed"],
-    ),
+    "fp32_torch_masks": ("no", ["--dropout_masks", "torch"]),  # torch's dropout, the default before 2026-12-03
+    "bf16_torch_masks": ("bf16", ["--dropout_masks", "torch"]),
 }
 MODEL_VARIANTS = (
     "fp32",
@@ -82,7 +79,14 @@ BERT_SHAPES = {
         "intermediate_size": 4096,
     },
 }
-SHAPE_VARIANTS = ("fp32", "bf16", "fp32_attention_dropout_0", "bf16_attention_dropout_0")
+SHAPE_VARIANTS = (
+    "fp32",
+    "bf16",
+    "fp32_attention_dropout_0",
+    "bf16_attention_dropout_0",
+    "fp32_torch_masks",
+    "bf16_torch_masks",
+)
 
 
 def save_random_shape(shape: str, tokenizer_from: str, out: Path) -> str:
@@ -102,7 +106,7 @@ def save_random_shape(shape: str, tokenizer_from: str, out: Path) -> str:
 def loop_part(args) -> dict:
     rounds = []
     minilm = args.loop_shape == "minilm"
-    names = list(LOOP_VARIANTS) if minilm else list(SHAPE_VARIANTS)
+    names = list(LOOP_VARIANTS)
     with tempfile.TemporaryDirectory(prefix="nerforge-levers-") as tmp:
         model = str(Path(args.model).resolve())
         if not minilm:
@@ -155,13 +159,12 @@ def loop_part(args) -> dict:
             "attention_dropout_0": paired("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
         },
     }
-    if minilm:
-        out["bf16_vs_fp32_same_dropout"].update(
-            recipe_dropout_fp32_attention=round(median["bf16_fp32_attention"] / median["fp32"], 3),
-            attention_dropout_0_mixed_attention=round(
-                median["bf16_attention_dropout_0_mixed_attention"] / median["fp32_attention_dropout_0"], 3
-            ),
-        )
+    out["bf16_vs_fp32_same_dropout"]["torch_masks"] = round(median["bf16_torch_masks"] / median["fp32_torch_masks"], 3)
+    out["bf16_vs_fp32_paired"]["torch_masks"] = paired("bf16_torch_masks", "fp32_torch_masks")
+    out["fast_masks_vs_torch_masks_paired"] = {
+        "fp32": paired("fp32", "fp32_torch_masks"),
+        "bf16": paired("bf16", "bf16_torch_masks"),
+    }
     return out
 
 
@@ -185,15 +188,19 @@ def random_batches(n: int = 4, b: int = 4, length: int = 256) -> list:
     return batches
 
 
-def training_step(model, bf16: bool, fp32_attention: bool, compile: bool = False):
+def training_step(model, bf16: bool, fp32_attention: bool, compile: bool = False, fast_masks: bool = False):
     """One optimizer step of ``model`` as a closure over a batch: forward with labels under bf16 autocast or
-    not, backward, clipping, fused AdamW (what the training loop does per step, without its data pipeline)."""
+    not, backward, clipping, fused AdamW (what the training loop does per step, without its data pipeline).
+    ``fast_masks``: nerforge.dropout's masks, as training.load_model sets them (else torch's dropout)."""
     import torch
 
-    from nerforge.modeling import attention_in_fp32
+    from nerforge.dropout import use_fast_dropout
+    from nerforge.modeling import attention_dropout_of, attention_in_fp32
 
     model.train()
-    if fp32_attention:
+    if fast_masks:
+        use_fast_dropout(model, attention_dropout_of(model.config), fp32_attention)
+    elif fp32_attention:
         attention_in_fp32(model)
     forward = torch.compile(model, dynamic=True) if compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -321,7 +328,8 @@ def shapes_part(args) -> dict:
                 model = BertForTokenClassification(config)
                 if flops is None:
                     flops = step_flops(model, batches)
-                step = training_step(model, bf16, fp32_attention)
+                fast_masks = not name.endswith("torch_masks")  # dropout_masks auto on a CPU: fast
+                step = training_step(model, bf16, fp32_attention, fast_masks=fast_masks)
                 step(batches[0])  # warm-up: oneDNN primitives, the optimizer's state
                 t0 = time.perf_counter()
                 for j in range(args.shape_steps):
@@ -332,6 +340,7 @@ def shapes_part(args) -> dict:
                 res[name] = {
                     "ms_per_step": round(ms, 1),
                     "attention": "fp32" if fp32_attention or not bf16 else "bf16",
+                    "dropout_masks": "fast" if fast_masks else "torch",
                     "model_gflops_per_s": round(gflops, 1),
                     "mfu": round(gflops / peak, 4) if peak else None,
                 }
@@ -353,6 +362,14 @@ def shapes_part(args) -> dict:
                     )
                     for r in rounds
                 ],
+                "torch_masks": [
+                    round(r["fp32_torch_masks"]["ms_per_step"] / r["bf16_torch_masks"]["ms_per_step"], 3)
+                    for r in rounds
+                ],
+            },
+            "fast_masks_vs_torch_masks_paired": {
+                p: [round(r[f"{p}_torch_masks"]["ms_per_step"] / r[p]["ms_per_step"], 3) for r in rounds]
+                for p in ("fp32", "bf16")
             },
         }
     return out

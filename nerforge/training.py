@@ -40,6 +40,7 @@ from nerforge.calibration import calibrate_model, summary_line
 from nerforge.card import RECOMMENDED_AGGREGATION
 from nerforge.checkpoint import STATE_FILE, CheckpointInvalid, find_checkpoint, write_manifest
 from nerforge.config import RunConfig, steps_between
+from nerforge.dropout import FAST_DROPOUT_ATTENTION_FP32, use_fast_dropout, wants_fast_dropout
 from nerforge.errors import CheckpointError, RunError
 from nerforge.export import ExportError, export_run, load_weights, save_model_atomic
 from nerforge.features import (
@@ -277,16 +278,25 @@ def load_model(cfg: RunConfig, raw, label_names, out_dir: Path, accelerator: Acc
         attention_dropout=cfg.model.attention_dropout,
     )
     precision, device = accelerator.mixed_precision, accelerator.device.type
-    if wants_fp32_attention(cfg.training.attention_precision, precision, device, attention_dropout_of(model.config)):
-        if attention_in_fp32(model):
-            logger.info(
-                f"attention in fp32 under {accelerator.mixed_precision} (attention_precision {cfg.training.attention_precision})"
-            )
-        else:
-            logger.info(
-                f"attention_precision {cfg.training.attention_precision}: {model_path} does not use transformers' "
-                f"SDPA attention ({model.config._attn_implementation}); its attention stays in {accelerator.mixed_precision}"
-            )
+    attention_dropout = attention_dropout_of(model.config)
+    fp32_attention = wants_fp32_attention(cfg.training.attention_precision, precision, device, attention_dropout)
+    if wants_fast_dropout(cfg.training.dropout_masks, device):
+        swapped, attention = use_fast_dropout(model, attention_dropout, fp32_attention)
+        logger.info(
+            f"dropout masks: fast, {swapped} dropout modules"
+            + (" and the attention's" if attention else "")
+            + f" (dropout_masks {cfg.training.dropout_masks})"
+        )
+        fp32_attention_set = attention == FAST_DROPOUT_ATTENTION_FP32
+    else:
+        fp32_attention_set = fp32_attention and attention_in_fp32(model)
+    if fp32_attention_set:
+        logger.info(f"attention in fp32 under {precision} (attention_precision {cfg.training.attention_precision})")
+    elif fp32_attention:
+        logger.info(
+            f"attention_precision {cfg.training.attention_precision}: {model_path} does not use transformers' "
+            f"SDPA attention ({model.config._attn_implementation}); its attention stays in {precision}"
+        )
     limit = position_limit(model.config)
     if limit is not None and cfg.data.max_length > limit:
         raise RunError(f"max_length {cfg.data.max_length} exceeds {model_path}'s {limit} positions")
