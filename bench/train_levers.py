@@ -8,11 +8,12 @@ Three parts, all on configs/minilm-cpu.yaml's shape (packed windows of 128 piece
 on each side, batch 4), side by side in one run:
 
 1. **loop**: train_accelerate.py itself (bench/measure.py's train_ours child, full training split,
-   `--steps` optimizer steps each) in fp32 and bf16, with the encoder's attention dropout and with
-   `--attention_dropout 0`, bf16 with the attention in fp32 (`attention_precision` auto, the CPU default)
-   and in bf16 (`mixed`); the variants run in turns, `--rounds` times, the order rotated each round, so
-   drift on a shared machine hits them alike. Figure: windows per second, each variant's median, and the
-   ratios to fp32 with the recipe's own dropout.
+   `--steps` optimizer steps each) in fp32 and bf16 with the CPU defaults (`dropout_masks` and
+   `attention_precision` auto), with `--attention_dropout 0`, and with torch's dropout masks
+   (`--dropout_masks torch`, the default before 2026-12-03); the variants run in turns, `--rounds` times,
+   the order rotated each round, so drift on a shared machine hits them alike. Figure: windows per second,
+   each variant's median, paired ratios. `--loop-shape bert-base-cased|bert-large-cased`: the same on a
+   random-weight BERT of that size (speed only), stored under its own key.
 2. **model**: one training step (forward with labels, backward, clipping, fused AdamW) of the bare
    model on fixed random batches of the same shape, eager and under torch.compile, fp32 and bf16
    autocast, attention in bf16 or fp32 (the compile's warm-up reported apart), plus torch.profiler's top
@@ -22,8 +23,8 @@ on each side, batch 4), side by side in one run:
 3. **shapes**: the same bare step on encoders of configs/bert-base-cased.yaml's and
    configs/bert-large-cased.yaml's size (BERT's published dimensions, cased vocabulary, random weights:
    the weights are not offline and a step's time does not depend on them, so speed only, no F1), fp32
-   against bf16 with the attention as `attention_precision: auto` sets it, at the encoder's attention
-   dropout and at 0; the variants in turns, `--rounds` times, order rotated. What bf16 buys on the
+   against bf16 with the attention and the dropout masks as the CPU defaults set them, at the encoder's
+   attention dropout and at 0, and with torch's dropout masks; the variants in turns, `--rounds` times, order rotated. What bf16 buys on the
    flagship model, where the matrix products are 2.7x (base) and 4.8x (large) MiniLM's width.
 
 Writes bench/results/train_levers.json. Nothing here asserts on time.
