@@ -119,7 +119,7 @@ def run_one(
     attention_dropout=None,
     precision: str = "no",
     attention_precision: str = "auto",
-    dropout_masks: str = "auto",
+    dropout_masks: str = "torch",
 ) -> dict:
     label_all, whole, edge_punct = SETTINGS[setting]
     c = CORPORA[corpus]
@@ -163,8 +163,8 @@ def setting_key(
 ) -> str:
     """The results file's key: the labelling setting, the attention dropout where one is set, the mixed
     precision where there is one, the attention's precision where it is not the default, and
-    ``+fast_masks`` where dropout drew nerforge.dropout's masks (the CPU default since 2026-12-03, 'auto'
-    here: every key without it ran torch's masks)."""
+    ``+fast_masks`` where dropout drew nerforge.dropout's masks ('auto' or 'fast' on this CPU; every key
+    without it ran torch's masks, the default)."""
     key = setting if attention_dropout is None else f"{setting}+attention_dropout={attention_dropout:g}"
     key = key if precision == "no" else f"{key}+{precision}"
     key = key if attention_precision == "auto" else f"{key}+attention_{attention_precision}"
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--dropout-masks",
         choices=("auto", "torch", "fast"),
-        default="auto",
+        default="torch",
         help="training.dropout_masks for every run (auto: nerforge.dropout's masks on this CPU)",
     )
     args = p.parse_args(argv)

@@ -8,9 +8,9 @@ Three parts, all on configs/minilm-cpu.yaml's shape (packed windows of 128 piece
 on each side, batch 4), side by side in one run:
 
 1. **loop**: train_accelerate.py itself (bench/measure.py's train_ours child, full training split,
-   `--steps` optimizer steps each) in fp32 and bf16 with the CPU defaults (`dropout_masks` and
-   `attention_precision` auto), with `--attention_dropout 0`, and with torch's dropout masks
-   (`--dropout_masks torch`, the default before 2026-12-03); the variants run in turns, `--rounds` times,
+   `--steps` optimizer steps each) in fp32 and bf16 with `--dropout_masks auto` (nerforge.dropout's masks
+   on a CPU) and `attention_precision` auto, with `--attention_dropout 0`, and with torch's dropout masks
+   (`--dropout_masks torch`, the default); the variants run in turns, `--rounds` times,
    the order rotated each round, so drift on a shared machine hits them alike. Figure: windows per second,
    each variant's median, paired ratios. `--loop-shape bert-base-cased|bert-large-cased`: the same on a
    random-weight BERT of that size (speed only), stored under its own key.
@@ -23,8 +23,8 @@ on each side, batch 4), side by side in one run:
 3. **shapes**: the same bare step on encoders of configs/bert-base-cased.yaml's and
    configs/bert-large-cased.yaml's size (BERT's published dimensions, cased vocabulary, random weights:
    the weights are not offline and a step's time does not depend on them, so speed only, no F1), fp32
-   against bf16 with the attention and the dropout masks as the CPU defaults set them, at the encoder's
-   attention dropout and at 0, and with torch's dropout masks; the variants in turns, `--rounds` times, order rotated. What bf16 buys on the
+   against bf16 with the attention as `attention_precision: auto` sets it and `dropout_masks: auto`'s
+   masks, at the encoder's attention dropout and at 0, and with torch's dropout masks; the variants in turns, `--rounds` times, order rotated. What bf16 buys on the
    flagship model, where the matrix products are 2.7x (base) and 4.8x (large) MiniLM's width.
 
 Writes bench/results/train_levers.json. Nothing here asserts on time.
@@ -45,12 +45,12 @@ from bench import measure
 from bench.render import RESULTS, model_flops
 
 RECIPE_SHAPE = ["--context_size", "64", "--pack_length", "128", "--per_device_train_batch_size", "4"]
-LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); all else the CPU defaults (auto)
-    "fp32": ("no", []),  # dropout_masks auto: nerforge.dropout's masks on a CPU
-    "bf16": ("bf16", []),  # attention_precision auto with the encoder's attention dropout: the attention in bf16
-    "fp32_attention_dropout_0": ("no", ["--attention_dropout", "0"]),
-    "bf16_attention_dropout_0": ("bf16", ["--attention_dropout", "0"]),  # auto: the attention in fp32
-    "fp32_torch_masks": ("no", ["--dropout_masks", "torch"]),  # torch's dropout, the default before 2026-12-03
+LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); attention_precision auto throughout
+    "fp32": ("no", ["--dropout_masks", "auto"]),  # auto: nerforge.dropout's masks on a CPU
+    "bf16": ("bf16", ["--dropout_masks", "auto"]),  # attention_precision auto at the encoder's dropout: bf16
+    "fp32_attention_dropout_0": ("no", ["--attention_dropout", "0", "--dropout_masks", "auto"]),
+    "bf16_attention_dropout_0": ("bf16", ["--attention_dropout", "0", "--dropout_masks", "auto"]),  # fp32 attention
+    "fp32_torch_masks": ("no", ["--dropout_masks", "torch"]),  # torch's dropout: training.dropout_masks' default
     "bf16_torch_masks": ("bf16", ["--dropout_masks", "torch"]),
 }
 MODEL_VARIANTS = (
@@ -329,7 +329,7 @@ def shapes_part(args) -> dict:
                 model = BertForTokenClassification(config)
                 if flops is None:
                     flops = step_flops(model, batches)
-                fast_masks = not name.endswith("torch_masks")  # dropout_masks auto on a CPU: fast
+                fast_masks = not name.endswith("torch_masks")  # dropout_masks auto on a CPU
                 step = training_step(model, bf16, fp32_attention, fast_masks=fast_masks)
                 step(batches[0])  # warm-up: oneDNN primitives, the optimizer's state
                 t0 = time.perf_counter()

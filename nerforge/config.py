@@ -243,13 +243,14 @@ class TrainingConfig:
         },
     )
     dropout_masks: Literal["auto", "torch", "fast"] = field(
-        default="auto",
+        default="torch",
         metadata={
             "help": "How dropout draws its masks in training. torch: torch's dropout (one Bernoulli draw per "
             "element, serial on a CPU). fast: four 16-bit uniform integers from each 64-bit draw of the same "
             "seeded generator, against a threshold (the drop probability rounded to 1/65536), and for models on "
             "transformers' SDPA attention an attention that drops from its probabilities the same way "
-            "(nerforge.dropout). auto: fast on a CPU, torch on GPUs. Training only; exports are unchanged."
+            "(nerforge.dropout). auto: fast on a CPU, torch on GPUs. Training only; exports are unchanged. Not the "
+            "default yet: equal F1 is measured on one seed so far (BENCHMARKS.md, 'Training, 2026-12-03 (afternoon)')."
         },
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training windows."})

@@ -345,7 +345,7 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, t
     out = tmp_path / "o"
     args = ("--data_dir", str(corpus), *FAST, "--max_steps", "4", "--eval_steps", "2")
     bf16 = {"ACCELERATE_MIXED_PRECISION": "bf16"}
-    p = run(*args, "--output_dir", str(out), "--attention_dropout", "0", env=bf16)
+    p = run(*args, "--output_dir", str(out), "--attention_dropout", "0", "--dropout_masks", "auto", env=bf16)
     assert "precision bf16" in p.stdout
     assert "attention in fp32 under bf16 (attention_precision auto)" in p.stdout
     # dropout_masks auto on a CPU: nerforge.dropout's masks (the attention has no dropout here, so the fast
@@ -356,6 +356,9 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, t
     assert "nerforge" not in (out / "model" / "config.json").read_text()
     saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
     assert saved["training"]["attention_precision"] == "auto" and saved["training"]["dropout_masks"] == "auto"
+    # the default (torch's masks): no swap
+    p = run(*args, "--output_dir", str(tmp_path / "default"), env=bf16)
+    assert "dropout masks" not in p.stdout
     model = AutoModelForTokenClassification.from_pretrained(str(out / "model"))
     assert model.config._attn_implementation == "sdpa"
     ner = pipeline("ner", model=str(out / "model"), aggregation_strategy="first")
@@ -379,10 +382,8 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, t
     assert "attention in fp32 under bf16 (attention_precision fp32)" in p.stdout
     p = run(*args, "--output_dir", str(tmp_path / "f"), "--attention_precision", "fp32")
     assert "precision no" in p.stdout and "attention in fp32" not in p.stdout
-    # torch's masks: the fp32 attention alone (transformers' SDPA in fp32), no swap
-    p = run(
-        *args, "--output_dir", str(tmp_path / "t"), "--attention_dropout", "0", "--dropout_masks", "torch", env=bf16
-    )
+    # torch's masks (the default): the fp32 attention alone (transformers' SDPA in fp32), no swap
+    p = run(*args, "--output_dir", str(tmp_path / "t"), "--attention_dropout", "0", env=bf16)
     assert "attention in fp32 under bf16" in p.stdout and "dropout masks" not in p.stdout
     assert "nerforge" not in (tmp_path / "t" / "model" / "config.json").read_text()
 
