@@ -90,6 +90,11 @@ SHAPE_VARIANTS = (
 )
 
 
+def paired(rounds: list, a: str, b: str, metric: str) -> list:
+    """Per round, ``a``'s ``metric`` over ``b``'s: ratios within one round, where drift hits both alike."""
+    return [round(r[a][metric] / r[b][metric], 3) for r in rounds]
+
+
 def save_random_shape(shape: str, tokenizer_from: str, out: Path) -> str:
     """A token-classification BERT of ``shape``'s dimensions with random weights and ``tokenizer_from``'s
     tokenizer (its vocabulary size), saved to ``out``: the loop's input at the flagship's size, speed only."""
@@ -139,8 +144,8 @@ def loop_part(args) -> dict:
             rounds.append({"order": order, **res})
     median = {n: statistics.median(r[n]["windows_per_s"] for r in rounds) for n in names}
 
-    def paired(a, b):
-        return [round(r[a]["windows_per_s"] / r[b]["windows_per_s"], 3) for r in rounds]
+    def faster(a, b):  # windows/s: a over b
+        return paired(rounds, a, b, "windows_per_s")
 
     out = {
         "model": args.loop_shape
@@ -156,15 +161,15 @@ def loop_part(args) -> dict:
             "attention_dropout_0": round(median["bf16_attention_dropout_0"] / median["fp32_attention_dropout_0"], 3),
         },
         "bf16_vs_fp32_paired": {
-            "recipe_dropout": paired("bf16", "fp32"),
-            "attention_dropout_0": paired("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
+            "recipe_dropout": faster("bf16", "fp32"),
+            "attention_dropout_0": faster("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
         },
     }
     out["bf16_vs_fp32_same_dropout"]["torch_masks"] = round(median["bf16_torch_masks"] / median["fp32_torch_masks"], 3)
-    out["bf16_vs_fp32_paired"]["torch_masks"] = paired("bf16_torch_masks", "fp32_torch_masks")
+    out["bf16_vs_fp32_paired"]["torch_masks"] = faster("bf16_torch_masks", "fp32_torch_masks")
     out["fast_masks_vs_torch_masks_paired"] = {
-        "fp32": paired("fp32", "fp32_torch_masks"),
-        "bf16": paired("bf16", "bf16_torch_masks"),
+        "fp32": faster("fp32", "fp32_torch_masks"),
+        "bf16": faster("bf16", "bf16_torch_masks"),
     }
     return out
 
@@ -355,22 +360,15 @@ def shapes_part(args) -> dict:
             "rounds": rounds,
             "ms_per_step_median": median,
             "speedup_vs_fp32": {n: round(median["fp32"] / median[n], 3) for n in SHAPE_VARIANTS},
-            "bf16_vs_fp32_paired": {
-                "recipe_dropout": [round(r["fp32"]["ms_per_step"] / r["bf16"]["ms_per_step"], 3) for r in rounds],
-                "attention_dropout_0": [
-                    round(
-                        r["fp32_attention_dropout_0"]["ms_per_step"] / r["bf16_attention_dropout_0"]["ms_per_step"], 3
-                    )
-                    for r in rounds
-                ],
-                "torch_masks": [
-                    round(r["fp32_torch_masks"]["ms_per_step"] / r["bf16_torch_masks"]["ms_per_step"], 3)
-                    for r in rounds
-                ],
+            "bf16_vs_fp32_paired": {  # ms a step: fp32's over bf16's
+                "recipe_dropout": paired(rounds, "fp32", "bf16", "ms_per_step"),
+                "attention_dropout_0": paired(
+                    rounds, "fp32_attention_dropout_0", "bf16_attention_dropout_0", "ms_per_step"
+                ),
+                "torch_masks": paired(rounds, "fp32_torch_masks", "bf16_torch_masks", "ms_per_step"),
             },
             "fast_masks_vs_torch_masks_paired": {
-                p: [round(r[f"{p}_torch_masks"]["ms_per_step"] / r[p]["ms_per_step"], 3) for r in rounds]
-                for p in ("fp32", "bf16")
+                p: paired(rounds, f"{p}_torch_masks", p, "ms_per_step") for p in ("fp32", "bf16")
             },
         }
     return out
@@ -413,7 +411,7 @@ def main(argv=None) -> int:
     if path.exists():  # a part not run keeps its last figures
         last = json.loads(path.read_text())
         for part in [k for k in last if k in ("model", "shapes") or k.startswith("loop")]:
-            if part not in out and part in last:
+            if part not in out:
                 out[part] = dict(
                     last[part],
                     date=last[part].get("date", last["date"]),

@@ -17,9 +17,11 @@ transformers writes no attention implementation into config.json, so an export l
 
 from __future__ import annotations
 
-import contextlib
+import math
 
 import torch
+
+from nerforge.modeling import in_fp32, use_sdpa_attention
 
 FAST_DROPOUT_ATTENTION = "nerforge_sdpa_fast_dropout"
 FAST_DROPOUT_ATTENTION_FP32 = "nerforge_sdpa_fast_dropout_fp32"  # the same, the attention in fp32
@@ -37,9 +39,7 @@ def drop_mask(shape, p: float, device) -> tuple[torch.Tensor, float]:
     """A boolean mask of ``shape``, True where an element is dropped (probability round(p * 65536) / 65536),
     and the factor that scales the kept ones."""
     dropped = round(p * 65536)
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)  # all 64 bits
     mask = words.view(torch.int16)[:n].view(shape) < dropped - 32768
     return mask, 65536 / (65536 - dropped)
@@ -62,49 +62,37 @@ class FastDropout(torch.nn.Dropout):
         return fast_dropout(x, self.p, self.training)
 
 
-def _attention(fp32: bool):
+def sdpa_fast_dropout(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """transformers' SDPA attention, but in training with attention dropout it computes SDPA's math path
+    itself, dropping from the probabilities with :func:`fast_dropout`."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-        dtype = query.dtype
-        if fp32:
-            query, key, value = query.float(), key.float(), value.float()
-            if attention_mask is not None and attention_mask.is_floating_point():
-                attention_mask = attention_mask.float()
-        plain = (
-            dropout == 0
-            or not module.training
-            or is_causal
-            or kwargs.get("position_bias") is not None
-            or getattr(module, "num_key_value_groups", 1) > 1
+    plain = (
+        dropout == 0
+        or not module.training
+        or is_causal
+        or kwargs.get("position_bias") is not None
+        or getattr(module, "num_key_value_groups", 1) > 1
+    )
+    if plain:  # no dropout to draw, or a case SDPA handles that this does not: SDPA itself
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-        # fp32: autocast off, so that the products stay fp32; otherwise the caller's autocast as it is
-        with torch.autocast(query.device.type, enabled=False) if fp32 else contextlib.nullcontext():
-            if plain:  # no dropout to draw, or a case SDPA handles that this does not: SDPA itself
-                out, weights = sdpa_attention_forward(
-                    module,
-                    query,
-                    key,
-                    value,
-                    attention_mask,
-                    dropout=dropout,
-                    scaling=scaling,
-                    is_causal=is_causal,
-                    **kwargs,
-                )
-                return out.to(dtype), weights
-            scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-            scores = torch.matmul(query, key.transpose(-1, -2)) * scale
-            if attention_mask is not None:
-                if attention_mask.dtype == torch.bool:
-                    scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-                else:
-                    scores = scores + attention_mask.to(scores.dtype)
-            probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
-            out = torch.matmul(probs.to(value.dtype), value)
-        return out.transpose(1, 2).contiguous().to(dtype), None
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask.to(scores.dtype)
+    probs = fast_dropout(torch.softmax(scores, dim=-1), dropout)
+    out = torch.matmul(probs.to(value.dtype), value)
+    return out.transpose(1, 2).contiguous(), None
 
-    return attention
+
+def _attention(fp32: bool):
+    """:func:`sdpa_fast_dropout`, computed in fp32 (:func:`nerforge.modeling.in_fp32`) or under the caller's autocast."""
+    return in_fp32(sdpa_fast_dropout) if fp32 else sdpa_fast_dropout
 
 
 def use_fast_dropout(model, attention_dropout: float | None, attention_in_fp32: bool = False) -> tuple[int, str | None]:
@@ -112,9 +100,6 @@ def use_fast_dropout(model, attention_dropout: float | None, attention_in_fp32: 
     SDPA attention with an ``attention_dropout`` above 0 (or ``attention_in_fp32``), route its attention
     through the fast-dropout attention (in fp32 with ``attention_in_fp32``). Returns the number of modules
     swapped and the attention's registered name (None: the model's attention left as it was)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     swapped = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
@@ -123,10 +108,5 @@ def use_fast_dropout(model, attention_dropout: float | None, attention_in_fp32: 
                 swapped += 1
     if not (attention_dropout or attention_in_fp32):
         return swapped, None
-    if getattr(model.config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
-        return swapped, None
     name = FAST_DROPOUT_ATTENTION_FP32 if attention_in_fp32 else FAST_DROPOUT_ATTENTION
-    AttentionInterface.register(name, _attention(attention_in_fp32))
-    AttentionMaskInterface.register(name, sdpa_mask)  # without it transformers builds no mask: padding attended
-    model.set_attn_implementation(name)
-    return swapped, name
+    return swapped, (name if use_sdpa_attention(model, name, _attention(attention_in_fp32)) else None)

@@ -101,21 +101,30 @@ def load_model_and_tokenizer(
 FP32_ATTENTION = "nerforge_sdpa_fp32"
 
 
+def in_fp32(attention):
+    """``attention`` (transformers' attention-interface signature) computed in fp32 whatever autocast is on,
+    its output cast back to the query's dtype."""
+
+    def attention_fp32(module, query, key, value, attention_mask, **kwargs):
+        import torch
+
+        dtype = query.dtype
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()
+        with torch.autocast(query.device.type, enabled=False):
+            out, weights = attention(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+        return out.to(dtype), weights
+
+    return attention_fp32
+
+
 def sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention computed in fp32 whatever autocast is on, its output cast back to the
-    query's dtype: under bf16 autocast on a CPU the linear layers keep bf16 and the attention gets
-    PyTorch's fp32 fused kernel, whose backward is the faster one there."""
-    import torch
+    """transformers' SDPA attention computed in fp32 (:func:`in_fp32`): under bf16 autocast on a CPU the
+    linear layers keep bf16 and the attention gets PyTorch's fp32 fused kernel, whose backward is the
+    faster one there."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    dtype = query.dtype
-    if attention_mask is not None and attention_mask.is_floating_point():
-        attention_mask = attention_mask.float()
-    with torch.autocast(query.device.type, enabled=False):
-        out, weights = sdpa_attention_forward(
-            module, query.float(), key.float(), value.float(), attention_mask, **kwargs
-        )
-    return out.to(dtype), weights
+    return in_fp32(sdpa_attention_forward)(module, query, key, value, attention_mask, **kwargs)
 
 
 def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str, attention_dropout: float | None) -> bool:
@@ -136,18 +145,24 @@ def attention_dropout_of(config) -> float | None:
     return None if key is None else float(getattr(config, key))
 
 
-def attention_in_fp32(model) -> bool:
-    """Route a model on transformers' SDPA attention through :func:`sdpa_in_fp32`; False (and the model
-    untouched) for one on another attention (eager, flash, its own code)."""
+def use_sdpa_attention(model, name: str, attention) -> bool:
+    """Route a model on transformers' SDPA attention through ``attention``, registered as ``name`` with SDPA's
+    mask builder (without one transformers builds no mask, and padding is attended to); False (and the
+    model untouched) for one on another attention (eager, flash, its own code)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     if getattr(model.config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
         return False
-    AttentionInterface.register(FP32_ATTENTION, sdpa_in_fp32)
-    AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
-    model.set_attn_implementation(FP32_ATTENTION)
+    AttentionInterface.register(name, attention)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    model.set_attn_implementation(name)
     return True
+
+
+def attention_in_fp32(model) -> bool:
+    """Route a model on transformers' SDPA attention through :func:`sdpa_in_fp32` (:func:`use_sdpa_attention`)."""
+    return use_sdpa_attention(model, FP32_ATTENTION, sdpa_in_fp32)
 
 
 # The config fields that hold the attention-probability dropout, by model family (BERT/RoBERTa/ELECTRA/
