@@ -112,7 +112,7 @@ def save_random_shape(shape: str, tokenizer_from: str, out: Path) -> str:
 def loop_part(args) -> dict:
     rounds = []
     minilm = args.loop_shape == "minilm"
-    names = list(LOOP_VARIANTS)
+    names = list(args.loop_variants)
     with tempfile.TemporaryDirectory(prefix="nerforge-levers-") as tmp:
         model = str(Path(args.model).resolve())
         if not minilm:
@@ -148,29 +148,31 @@ def loop_part(args) -> dict:
         return paired(rounds, a, b, "windows_per_s")
 
     out = {
-        "model": args.loop_shape
-        if minilm
-        else f"{args.loop_shape} dimensions, random weights, {args.model}'s tokenizer",
+        "model": args.model if minilm else f"{args.loop_shape} dimensions, random weights, {args.model}'s tokenizer",
         "steps": args.steps,
         "shape": " ".join(RECIPE_SHAPE),
         "rounds": rounds,
         "windows_per_s_median": median,
-        "speedup_vs_fp32": {n: round(median[n] / median["fp32"], 3) for n in names},
-        "bf16_vs_fp32_same_dropout": {
-            "recipe_dropout": round(median["bf16"] / median["fp32"], 3),
-            "attention_dropout_0": round(median["bf16_attention_dropout_0"] / median["fp32_attention_dropout_0"], 3),
-        },
-        "bf16_vs_fp32_paired": {
-            "recipe_dropout": faster("bf16", "fp32"),
-            "attention_dropout_0": faster("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
-        },
+        "speedup_vs_fp32": {n: round(median[n] / median["fp32"], 3) for n in names} if "fp32" in names else {},
+        "bf16_vs_fp32_same_dropout": {},
+        "bf16_vs_fp32_paired": {},
+        "fast_masks_vs_torch_masks_paired": {},
     }
-    out["bf16_vs_fp32_same_dropout"]["torch_masks"] = round(median["bf16_torch_masks"] / median["fp32_torch_masks"], 3)
-    out["bf16_vs_fp32_paired"]["torch_masks"] = faster("bf16_torch_masks", "fp32_torch_masks")
-    out["fast_masks_vs_torch_masks_paired"] = {
-        "fp32": faster("fp32", "fp32_torch_masks"),
-        "bf16": faster("bf16", "bf16_torch_masks"),
+    pairs = {  # (section, key): (a, b) -> a's windows/s over b's, where both ran
+        ("bf16_vs_fp32", "recipe_dropout"): ("bf16", "fp32"),
+        ("bf16_vs_fp32", "attention_dropout_0"): ("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
+        ("bf16_vs_fp32", "torch_masks"): ("bf16_torch_masks", "fp32_torch_masks"),
+        ("fast_masks_vs_torch_masks_paired", "fp32"): ("fp32", "fp32_torch_masks"),
+        ("fast_masks_vs_torch_masks_paired", "bf16"): ("bf16", "bf16_torch_masks"),
     }
+    for (section, key), (a, b) in pairs.items():
+        if a not in names or b not in names:
+            continue
+        if section == "bf16_vs_fp32":
+            out["bf16_vs_fp32_same_dropout"][key] = round(median[a] / median[b], 3)
+            out["bf16_vs_fp32_paired"][key] = faster(a, b)
+        else:
+            out[section][key] = faster(a, b)
     return out
 
 
@@ -390,6 +392,13 @@ def main(argv=None) -> int:
         default="minilm",
         choices=["minilm", *BERT_SHAPES],
         help="the loop on --model (minilm) or on a random-weight BERT of that size with --model's tokenizer",
+    )
+    p.add_argument(
+        "--loop-variants",
+        nargs="+",
+        default=list(LOOP_VARIANTS),
+        choices=list(LOOP_VARIANTS),
+        help="the loop's variants (default: all); ratios are stored for the pairs that ran",
     )
     p.add_argument("--shapes", nargs="+", default=list(BERT_SHAPES), choices=list(BERT_SHAPES))
     p.add_argument("--shape-steps", type=int, default=3, help="timed steps per shape variant (after one warm-up)")

@@ -34,3 +34,35 @@ def test_parts_not_run_keep_their_last_figures(tmp_path, monkeypatch):
         assert second[part]["which"] == first[part]["which"]
         assert second[part]["command"] == "python -m bench.train_levers"
     assert second["loop_bert-large-cased"]["command"].endswith("--loop-shape bert-large-cased")
+
+
+def test_loop_variants_subset_stores_the_ratios_of_pairs_that_ran(tmp_path, monkeypatch):
+    """--loop-variants runs only those variants, in rotated turns, and the paired ratios are each round's."""
+    speed = {"fp32": [2.0, 4.0], "bf16": [3.0, 5.0]}  # windows/s per round: drift between rounds
+    seen = []
+
+    def child(kind, cfg, threads, log):
+        if kind == "make_dataset":
+            return {}
+        name = cfg["tag"].removeprefix("lever_")
+        seen.append(name)
+        return {"windows_per_s": speed[name][sum(n == name for n in seen) - 1], "precision": cfg["precision"]}
+
+    monkeypatch.setattr(train_levers.measure, "run_child", child)
+    monkeypatch.setattr(train_levers.measure, "recipe_args", lambda: [])
+    args = train_levers.argparse.Namespace(
+        loop_variants=["fp32", "bf16"],
+        loop_shape="minilm",
+        model=str(tmp_path),
+        data_dir=str(tmp_path),
+        steps=3,
+        rounds=2,
+        threads=1,
+    )
+    out = train_levers.loop_part(args)
+    assert seen == ["fp32", "bf16", "bf16", "fp32"]  # the second round starts where the first ended
+    assert out["bf16_vs_fp32_paired"] == {"recipe_dropout": [1.5, 1.25]}
+    assert out["bf16_vs_fp32_same_dropout"] == {"recipe_dropout": round(4.0 / 3.0, 3)}
+    assert out["speedup_vs_fp32"] == {"fp32": 1.0, "bf16": round(4.0 / 3.0, 3)}
+    assert out["fast_masks_vs_torch_masks_paired"] == {}
+    assert out["model"] == str(tmp_path)
