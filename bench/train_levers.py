@@ -11,7 +11,7 @@ on each side, batch 4), side by side in one run:
    `--steps` optimizer steps each) in fp32 and bf16 with `--dropout_masks auto` (nerforge.dropout's masks
    on a CPU) and `attention_precision` auto, with `--attention_dropout 0`, and with torch's dropout masks
    (`--dropout_masks torch`, the default); the variants run in turns, `--rounds` times,
-   the order rotated each round, so drift on a shared machine hits them alike. Figure: windows per second,
+   the order rotated each round, so drift on a shared machine hits them alike. Figure: pieces per second,
    each variant's median, paired ratios. `--loop-shape bert-base-cased|bert-large-cased`: the same on a
    random-weight BERT of that size (speed only), stored under its own key.
 2. **model**: one training step (forward with labels, backward, clipping, fused AdamW) of the bare
@@ -142,23 +142,29 @@ def loop_part(args) -> dict:
                     raise RuntimeError(f"{name}: {r['error']}")
                 res[name] = {k: r.get(k) for k in ("windows_per_s", "pieces_per_s", "train_time_s", "precision")}
             rounds.append({"order": order, **res})
-    median = {n: statistics.median(r[n]["windows_per_s"] for r in rounds) for n in names}
+    model_name = args.model if minilm else f"{args.loop_shape} dimensions, random weights, {args.model}'s tokenizer"
+    return loop_summary(rounds, names, {"model": model_name, "steps": args.steps, "shape": " ".join(RECIPE_SHAPE)})
 
-    def faster(a, b):  # windows/s: a over b
-        return paired(rounds, a, b, "windows_per_s")
+
+def loop_summary(rounds: list, names: list, meta: dict) -> dict:
+    """The loop part's figures from its rounds: each variant's median and the paired ratios, in pieces per
+    second (every variant trains the same batches, so pieces/s and windows/s give the same ratio, but
+    windows/s is stored to 2 decimals: 0.4 against 0.6 at bert-large-cased's size)."""
+    median = {n: round(statistics.median(r[n]["pieces_per_s"] for r in rounds), 2) for n in names}
+
+    def faster(a, b):  # pieces/s: a over b, per round
+        return paired(rounds, a, b, "pieces_per_s")
 
     out = {
-        "model": args.model if minilm else f"{args.loop_shape} dimensions, random weights, {args.model}'s tokenizer",
-        "steps": args.steps,
-        "shape": " ".join(RECIPE_SHAPE),
+        **meta,
         "rounds": rounds,
-        "windows_per_s_median": median,
+        "pieces_per_s_median": median,
         "speedup_vs_fp32": {n: round(median[n] / median["fp32"], 3) for n in names} if "fp32" in names else {},
         "bf16_vs_fp32_same_dropout": {},
         "bf16_vs_fp32_paired": {},
         "fast_masks_vs_torch_masks_paired": {},
     }
-    pairs = {  # (section, key): (a, b) -> a's windows/s over b's, where both ran
+    pairs = {  # (section, key): (a, b) -> a's pieces/s over b's, where both ran
         ("bf16_vs_fp32", "recipe_dropout"): ("bf16", "fp32"),
         ("bf16_vs_fp32", "attention_dropout_0"): ("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
         ("bf16_vs_fp32", "torch_masks"): ("bf16_torch_masks", "fp32_torch_masks"),

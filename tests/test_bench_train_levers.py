@@ -38,7 +38,7 @@ def test_parts_not_run_keep_their_last_figures(tmp_path, monkeypatch):
 
 def test_loop_variants_subset_stores_the_ratios_of_pairs_that_ran(tmp_path, monkeypatch):
     """--loop-variants runs only those variants, in rotated turns, and the paired ratios are each round's."""
-    speed = {"fp32": [2.0, 4.0], "bf16": [3.0, 5.0]}  # windows/s per round: drift between rounds
+    speed = {"fp32": [2.0, 4.0], "bf16": [3.0, 5.0]}  # pieces/s per round: drift between rounds
     seen = []
 
     def child(kind, cfg, threads, log):
@@ -46,7 +46,7 @@ def test_loop_variants_subset_stores_the_ratios_of_pairs_that_ran(tmp_path, monk
             return {}
         name = cfg["tag"].removeprefix("lever_")
         seen.append(name)
-        return {"windows_per_s": speed[name][sum(n == name for n in seen) - 1], "precision": cfg["precision"]}
+        return {"pieces_per_s": speed[name][sum(n == name for n in seen) - 1], "precision": cfg["precision"]}
 
     monkeypatch.setattr(train_levers.measure, "run_child", child)
     monkeypatch.setattr(train_levers.measure, "recipe_args", lambda: [])
