@@ -417,7 +417,9 @@ def main(argv=None) -> int:
     }
     if not args.skip_model:
         out["model"] = dict(model_part(args), date=out["date"], command=out["command"])
-    loop_key = "loop" if args.loop_shape == "minilm" else f"loop_{args.loop_shape}"
+    # A BERT-size loop's key names its steps: a few steps of ~10 s each include the kernels' set-up, so runs
+    # of different lengths are kept apart.
+    loop_key = "loop" if args.loop_shape == "minilm" else f"loop_{args.loop_shape}_{args.steps}_steps"
     if not args.skip_loop:
         out[loop_key] = dict(loop_part(args), date=out["date"], command=out["command"])
     if not args.skip_shapes:

@@ -26,14 +26,14 @@ def test_parts_not_run_keep_their_last_figures(tmp_path, monkeypatch):
     first = json.loads((tmp_path / "train_levers.json").read_text())
     assert {"model", "loop", "shapes"} <= set(first)
 
-    train_levers.main(["--skip-model", "--skip-shapes", "--loop-shape", "bert-large-cased"])
+    train_levers.main(["--skip-model", "--skip-shapes", "--loop-shape", "bert-large-cased", "--steps", "6"])
     second = json.loads((tmp_path / "train_levers.json").read_text())
     assert calls[-1] == ("loop", "bert-large-cased")
-    assert second["loop_bert-large-cased"]["which"] == "loop"
+    assert second["loop_bert-large-cased_6_steps"]["which"] == "loop"
     for part in ("model", "loop", "shapes"):  # kept from the first run, with its command
         assert second[part]["which"] == first[part]["which"]
         assert second[part]["command"] == "python -m bench.train_levers"
-    assert second["loop_bert-large-cased"]["command"].endswith("--loop-shape bert-large-cased")
+    assert second["loop_bert-large-cased_6_steps"]["command"].endswith("--loop-shape bert-large-cased --steps 6")
 
 
 def test_loop_variants_subset_stores_the_ratios_of_pairs_that_ran(tmp_path, monkeypatch):
