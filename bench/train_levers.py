@@ -53,6 +53,12 @@ LOOP_VARIANTS = {  # name -> (accelerate mixed precision, extra flags); attentio
     "fp32_torch_masks": ("no", ["--dropout_masks", "torch"]),  # torch's dropout: training.dropout_masks' default
     "bf16_torch_masks": ("bf16", ["--dropout_masks", "torch"]),
 }
+BF16_PAIRS = {  # the loop's bf16-against-fp32 pairs at the same dropout and masks
+    "recipe_dropout": ("bf16", "fp32"),
+    "attention_dropout_0": ("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
+    "torch_masks": ("bf16_torch_masks", "fp32_torch_masks"),
+}
+MASK_PAIRS = {"fp32": ("fp32", "fp32_torch_masks"), "bf16": ("bf16", "bf16_torch_masks")}  # fast masks against torch's
 MODEL_VARIANTS = (
     "fp32",
     "bf16",
@@ -160,25 +166,13 @@ def loop_summary(rounds: list, names: list, meta: dict) -> dict:
         "rounds": rounds,
         "pieces_per_s_median": median,
         "speedup_vs_fp32": {n: round(median[n] / median["fp32"], 3) for n in names} if "fp32" in names else {},
-        "bf16_vs_fp32_same_dropout": {},
-        "bf16_vs_fp32_paired": {},
-        "fast_masks_vs_torch_masks_paired": {},
     }
-    pairs = {  # (section, key): (a, b) -> a's pieces/s over b's, where both ran
-        ("bf16_vs_fp32", "recipe_dropout"): ("bf16", "fp32"),
-        ("bf16_vs_fp32", "attention_dropout_0"): ("bf16_attention_dropout_0", "fp32_attention_dropout_0"),
-        ("bf16_vs_fp32", "torch_masks"): ("bf16_torch_masks", "fp32_torch_masks"),
-        ("fast_masks_vs_torch_masks_paired", "fp32"): ("fp32", "fp32_torch_masks"),
-        ("fast_masks_vs_torch_masks_paired", "bf16"): ("bf16", "bf16_torch_masks"),
-    }
-    for (section, key), (a, b) in pairs.items():
-        if a not in names or b not in names:
-            continue
-        if section == "bf16_vs_fp32":
-            out["bf16_vs_fp32_same_dropout"][key] = round(median[a] / median[b], 3)
-            out["bf16_vs_fp32_paired"][key] = faster(a, b)
-        else:
-            out[section][key] = faster(a, b)
+    # (a, b) -> a's pieces/s over b's, for the pairs that both ran
+    bf16 = {k: ab for k, ab in BF16_PAIRS.items() if set(ab) <= set(names)}
+    masks = {k: ab for k, ab in MASK_PAIRS.items() if set(ab) <= set(names)}
+    out["bf16_vs_fp32_same_dropout"] = {k: round(median[a] / median[b], 3) for k, (a, b) in bf16.items()}
+    out["bf16_vs_fp32_paired"] = {k: faster(a, b) for k, (a, b) in bf16.items()}
+    out["fast_masks_vs_torch_masks_paired"] = {k: faster(a, b) for k, (a, b) in masks.items()}
     return out
 
 
@@ -417,8 +411,8 @@ def main(argv=None) -> int:
     }
     if not args.skip_model:
         out["model"] = dict(model_part(args), date=out["date"], command=out["command"])
-    # A BERT-size loop's key names its steps: a few steps of ~10 s each include the kernels' set-up, so runs
-    # of different lengths are kept apart.
+    # A BERT-size loop's key names its steps: at ~10 s a step such runs are short, and runs of different
+    # lengths train different batches, so they are kept apart.
     loop_key = "loop" if args.loop_shape == "minilm" else f"loop_{args.loop_shape}_{args.steps}_steps"
     if not args.skip_loop:
         out[loop_key] = dict(loop_part(args), date=out["date"], command=out["command"])
