@@ -3,14 +3,18 @@
 ``torch`` (:class:`nerforge.predictor.Predictor`, fp32 or with ``bf16`` under bfloat16 autocast),
 ``onnx`` and ``onnx-int8`` (the export's ``onnx/model.onnx`` / ``onnx/model_quantized.onnx`` under ONNX
 Runtime, :class:`nerforge.onnx_runtime.OnnxPredictor`: the same windows and batches; intra-op threads
-as torch's), and ``auto``: the fastest of those *paths* whose F1 on the export was verified.
+as torch's), ``torch-int8`` (the export's static int8 AOTInductor package ``pt2/model_int8.pt2``, built
+on this machine by ``nerforge quantize``: :class:`nerforge.pt2_runtime.Pt2Predictor`), and ``auto``: the
+fastest of those *paths* whose F1 on the export was verified.
 
-A path is one way to run an export on a CPU: ``torch`` (fp32), ``torch-bf16``, ``onnx``, ``onnx-int8``.
+A path is one way to run an export on a CPU: ``torch`` (fp32), ``torch-bf16``, ``onnx``, ``onnx-int8``,
+``torch-int8``.
 ``nerforge verify`` scores a split with each path this machine can run, times it, and writes the export's
 ``backends.json`` (:func:`verify_paths`). ``auto`` (:func:`choose`) then takes, among the recorded paths
 whose F1 is within :data:`MAX_F1_DELTA` points of fp32's and whose files are unchanged since, the one
 with the most words per second (within :data:`SPEED_TIE` of it, the one closest to fp32's F1), never bf16 on a CPU without native bf16 (emulated bf16 is slower than
-fp32), never ONNX without onnxruntime; with no record, or on a GPU, it is plain torch.
+fp32), never ONNX without onnxruntime, never an int8 package built for another CPU or torch release;
+with no record, or on a GPU, it is plain torch.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from pathlib import Path
 from nerforge.features import WindowSettings
 from nerforge.predictor import Predictor
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-PATHS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "torch-int8")
+PATHS = ("torch", "torch-bf16", "onnx", "onnx-int8", "torch-int8")
 RECORD_FILE = "backends.json"
 MAX_F1_DELTA = 0.3  # F1 points: a path that moves F1 more than this is never picked by auto
 SPEED_TIE = 0.05  # paths within 5% of the fastest's words/s are as fast: the one closer to fp32's F1 wins
@@ -97,12 +101,15 @@ def native_bf16(flags: frozenset[str]) -> bool:
 def path_files(path: str) -> tuple[str, ...]:
     """The export files a path runs (relative to the export folder)."""
     from nerforge.onnx_runtime import FP32_FILE, INT8_FILE, ONNX_DIR
+    from nerforge.pt2_runtime import INT8_FILE as PT2_INT8_FILE
+    from nerforge.pt2_runtime import PT2_DIR
 
     return {
         "torch": ("model.safetensors",),
         "torch-bf16": ("model.safetensors",),
         "onnx": (f"{ONNX_DIR}/{FP32_FILE}",),
         "onnx-int8": (f"{ONNX_DIR}/{INT8_FILE}",),
+        "torch-int8": (f"{PT2_DIR}/{PT2_INT8_FILE}",),
     }[path]
 
 
@@ -208,7 +215,7 @@ def choose(
     )
     if skipped:
         reason += "; skipped " + "; ".join(skipped)
-    backend = "torch" if best.startswith("torch") else best
+    backend = "torch" if best in ("torch", "torch-bf16") else best
     return Choice(backend, best == "torch-bf16", reason)
 
 
@@ -216,6 +223,20 @@ def _onnx_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("onnxruntime") is not None
+
+
+def _package_blocked(folder: Path, flags: frozenset[str]) -> str | None:
+    """Why the export's int8 package cannot run here (None: it can, or there is none to judge)."""
+    import torch
+
+    from nerforge.pt2_runtime import BUILD_FILE, PT2_DIR, package_problem, read_build
+
+    if not (folder / PT2_DIR / BUILD_FILE).is_file():
+        return None  # no package: the fingerprint check reports the missing file
+    try:
+        return package_problem(read_build(folder), flags, torch.__version__)
+    except ValueError as e:
+        return str(e)
 
 
 def resolve(
@@ -235,14 +256,17 @@ def resolve(
     device_type = (device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0]
     folder = Path(model)
     record = read_record(folder) if device_type == "cpu" and folder.is_dir() else None
+    flags = cpu_flags()
     onnx_missing = None if _onnx_available() else "onnxruntime not installed"
     runnable = {
         p: (("--compile runs torch" if compile else onnx_missing) if p.startswith("onnx") else None) for p in PATHS
     }
     current = None
     if record is not None:
+        if "torch-int8" in record["paths"]:
+            runnable["torch-int8"] = "--compile runs torch" if compile else _package_blocked(folder, flags)
         current = fingerprints(folder, [p for p in record["paths"] if p in PATHS])
-    return choose(record, device_type=device_type, flags=cpu_flags(), runnable=runnable, current=current)
+    return choose(record, device_type=device_type, flags=flags, runnable=runnable, current=current)
 
 
 def load_predictor(
@@ -272,6 +296,15 @@ def _load(
 ) -> Predictor:
     if backend == "torch":
         return Predictor.from_pretrained(model, windows, device=device, bf16=bf16, compile=compile)
+    if backend == "torch-int8":
+        if bf16 or device not in (None, "cpu"):
+            raise ValueError(
+                "--backend torch-int8 runs the export's int8 package on the CPU as it was built "
+                "(its non-int8 rest in bf16 or fp32, fixed by nerforge quantize); drop --bf16 / --device"
+            )
+        from nerforge.pt2_runtime import Pt2Predictor
+
+        return Pt2Predictor.from_pretrained(model, windows, flags=cpu_flags())
     if bf16:
         raise ValueError(f"--bf16 is for --backend torch; --backend {backend} runs the ONNX graph as it is")
     if device not in (None, "cpu"):
@@ -320,9 +353,11 @@ def verify_paths(
         elif name.startswith("onnx") and not _onnx_available():
             not_run[name] = "onnxruntime not installed (pip install 'nerforge[onnx]')"
         elif hashes[name] is None:
-            not_run[name] = f"no {path_files(name)[0]} in the export" + (
-                " (nerforge onnx writes it)" if name.startswith("onnx") else ""
-            )
+            writer = {"onnx": " (nerforge onnx writes it)", "onnx-int8": " (nerforge onnx writes it)"}
+            writer["torch-int8"] = " (nerforge quantize builds it)"
+            not_run[name] = f"no {path_files(name)[0]} in the export" + writer.get(name, "")
+        elif name == "torch-int8" and (blocked := _package_blocked(folder, flags)):
+            not_run[name] = blocked
         else:
             todo.append(name)
     if "torch" not in todo:
@@ -330,7 +365,7 @@ def verify_paths(
     words = sum(len(s) for s in split["tokens"])
     entries, ref_f1 = {}, None
     for name in todo:
-        backend = "torch" if name.startswith("torch") else name
+        backend = "torch" if name in ("torch", "torch-bf16") else name
         predictor = _load(model, backend, windows, device="cpu", bf16=name == "torch-bf16")
         predictor.predict_words([["warm", "up"]])
         t0 = time.perf_counter()

@@ -20,8 +20,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_COMMIT_MESSAGE = "Upload NER model trained with nerforge"
 # What a Hub token looks like: scrubbed from every message (and from the model card, nerforge.card).
 TOKEN_VALUE_RE = re.compile(r"hf_[A-Za-z0-9]{16,}")
+# What an export holds for this machine only, never uploaded: the static int8 package is machine code for
+# the CPU and torch release that built it (nerforge quantize; nerforge.pt2_runtime).
+LOCAL_ONLY = ("pt2/*",)
 
 __all__ = [
+    "LOCAL_ONLY",
     "push_export",
     "check_export_dir",
     "PushError",
@@ -217,6 +221,7 @@ def push_export(
         repo_type="model",
         revision=revision,
         commit_message=message,
+        ignore_patterns=list(LOCAL_ONLY),
     )
     url = getattr(info, "commit_url", None) or str(info)
     logger.info("pushed %s to %s", folder, url)

@@ -35,7 +35,7 @@ def record(**paths):
     return {"split": "validation", "cpu": "test cpu", "paths": base}
 
 
-ALL = {"torch": None, "torch-bf16": None, "onnx": None, "onnx-int8": None}
+ALL = {"torch": None, "torch-bf16": None, "onnx": None, "onnx-int8": None, "torch-int8": None}
 AMX = cpu_flags(X86)
 
 
@@ -59,6 +59,15 @@ def test_a_speed_tie_goes_to_the_path_closer_to_fp32():
     assert c.path == "torch-bf16" and "-0.03" in c.reason
     r = record(torch_bf16=(-0.03, 3000.0), onnx_int8=(-0.28, 3300.0))  # 10% faster: speed wins
     assert choose(r, device_type="cpu", flags=AMX, runnable=ALL).path == "onnx-int8"
+
+
+def test_choose_runs_the_int8_package_as_its_own_backend():
+    r = record(torch_bf16=(0.0, 3000.0), onnx_int8=(-0.1, 3300.0), torch_int8=(0.09, 5000.0))
+    c = choose(r, device_type="cpu", flags=AMX, runnable=ALL)
+    assert (c.backend, c.bf16, c.path) == ("torch-int8", False, "torch-int8")
+    foreign = {**ALL, "torch-int8": "built for a CPU with amx_int8, which this one lacks"}
+    c = choose(r, device_type="cpu", flags=AMX, runnable=foreign)
+    assert c.path == "onnx-int8" and "torch-int8: built for a CPU with amx_int8" in c.reason
 
 
 def test_choose_never_takes_a_path_that_moves_f1():

@@ -27,6 +27,10 @@ COMMANDS = {
     ),
     "calibrate": ("nerforge.cli.calibrate", "fold a fitted temperature into an export: calibrated scores"),
     "onnx": ("nerforge.cli.onnx", "add verified fp32 and int8 ONNX graphs to an export"),
+    "quantize": (
+        "nerforge.cli.quantize",
+        "build a static int8 package of an export for this CPU (calibrated, compiled once, checked)",
+    ),
     "verify": (
         "nerforge.cli.verify",
         "score every CPU path (fp32, bf16, ONNX, int8) so --backend auto picks the fastest safe one",

@@ -134,8 +134,9 @@ def add_model_options(p: argparse.ArgumentParser, backend: bool = True) -> None:
             "--backend",
             choices=BACKENDS,
             default="auto",
-            help="what runs the model: torch, onnx (the export's onnx/model.onnx) or onnx-int8 "
-            "(onnx/model_quantized.onnx, written by nerforge onnx); auto: the fastest path whose F1 "
+            help="what runs the model: torch, onnx (the export's onnx/model.onnx), onnx-int8 "
+            "(onnx/model_quantized.onnx, written by nerforge onnx) or torch-int8 (pt2/model_int8.pt2, "
+            "built by nerforge quantize); auto: the fastest path whose F1 "
             "nerforge verify checked for this export (its backends.json), else torch fp32",
         )
 

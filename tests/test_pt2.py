@@ -1,0 +1,139 @@
+"""nerforge quantize and --backend torch-int8: the static int8 AOTInductor package, built into an export,
+checked against fp32, refused where it cannot run, recorded by verify and chosen by auto."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+
+pytest.importorskip("torchao", reason="nerforge quantize needs the int8 extra (torchao)")
+
+from nerforge.backends import cpu_flags, load_predictor, resolve  # noqa: E402
+from nerforge.pt2_runtime import BUILD_FILE, INT8_FILE, PT2_DIR, isa_flags, package_problem  # noqa: E402
+
+QUANTIZE = ["--data-dir", "bundled:sample", "--calibration-sentences", "48", "--check-sentences", "48"]
+
+
+@pytest.fixture(scope="module")
+def quantized(quickstart_export, tmp_path_factory):
+    """A copy of the session's quick-start export with its int8 package built (once for the module)."""
+    from nerforge.cli import quantize
+
+    dst = tmp_path_factory.mktemp("pt2") / "model"
+    shutil.copytree(quickstart_export, dst)
+    assert quantize.main(["--model", str(dst), *QUANTIZE, "--quiet"]) == 0
+    return dst
+
+
+def sample_sentences(model, split="test"):
+    from nerforge.scoring import data_settings, load_split
+
+    ds = load_split(split, data_settings(str(model), data_dir="bundled:sample"))
+    return [list(s) for s in ds["tokens"]], list(ds["document_id"])
+
+
+def test_quantize_writes_a_checked_int8_package_for_this_cpu(quantized):
+    import torch
+
+    assert sorted(p.name for p in (quantized / PT2_DIR).iterdir()) == [BUILD_FILE, INT8_FILE]
+    assert not any(p.name.startswith(".") for p in quantized.iterdir())  # no temporary folder left
+    build = json.loads((quantized / PT2_DIR / BUILD_FILE).read_text())
+    assert build["torch"] == torch.__version__ and build["isa_flags"] == isa_flags(cpu_flags())
+    assert build["calibration_sentences"] == 48 and build["calibration_windows"] >= 1
+    assert build["check"]["sentences"] == 48 and build["check"]["tag_agreement_vs_fp32"] >= 0.95
+    assert build["max_pieces"] == load_predictor(str(quantized), "torch").max_length
+    # Real int8 kernels, not fp32 matrix products on dequantized weights: the compiled wrapper calls
+    # oneDNN's quantized linear (the lowering needs the weights frozen, i.e. a build without autograd).
+    with zipfile.ZipFile(quantized / PT2_DIR / INT8_FILE) as z:
+        wrapper = "".join(z.read(n).decode() for n in z.namelist() if n.endswith("wrapper.cpp"))
+    assert "qlinear_pointwise" in wrapper and "aoti_torch_cpu_addmm_out" not in wrapper
+
+
+def test_torch_int8_tags_as_fp32_and_says_what_it_runs(quantized):
+    sentences, docs = sample_sentences(quantized)
+    fp32 = load_predictor(str(quantized), "torch")
+    int8 = load_predictor(str(quantized), "torch-int8")
+    assert int8.describe()["precision"].startswith("static int8 linear layers")
+    assert int8.windows == fp32.windows  # the export's own windows
+    ours, ref = int8.predict_words(sentences, docs), fp32.predict_words(sentences, docs)
+    assert [len(s) for s in ours] == [len(s) for s in sentences]  # every word tagged once
+    words = sum(len(s) for s in sentences)
+    agree = sum(a == b for s, t in zip(ours, ref) for a, b in zip(s, t))
+    assert agree / words >= 0.95, (agree, words)
+    with pytest.raises(ValueError, match="--bf16"):
+        load_predictor(str(quantized), "torch-int8", bf16=True)
+
+
+def test_a_package_built_for_another_cpu_or_torch_is_refused(quantized, tmp_path):
+    from nerforge.pt2_runtime import Pt2Predictor
+
+    build = {"isa_flags": ["avx2", "amx_int8"], "torch": "2.13.0"}
+    assert package_problem(build, frozenset({"avx2", "amx_int8", "fma"}), "2.13.0") is None
+    assert "amx_int8" in package_problem(build, frozenset({"avx2"}), "2.13.0")
+    assert "torch 2.13.0" in package_problem(build, frozenset({"avx2", "amx_int8"}), "2.14.1")
+    with pytest.raises(ValueError, match=f"{INT8_FILE}.*rebuild it here with nerforge quantize"):
+        Pt2Predictor.from_pretrained(quantized, flags=frozenset())  # a CPU without this one's instructions
+    bare = tmp_path / "bare"
+    shutil.copytree(quantized, bare, ignore=shutil.ignore_patterns(PT2_DIR))
+    with pytest.raises(ValueError, match="nerforge quantize --model"):
+        load_predictor(str(bare), "torch-int8")
+
+
+def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, tmp_path, capsys):
+    from nerforge.cli import verify as verify_cli
+
+    export = tmp_path / "model"
+    shutil.copytree(quantized, export)
+    rc = verify_cli.main(["--model", str(export), "--data-dir", "bundled:sample", "--paths", "torch", "torch-int8"])
+    assert rc == 0
+    rec = json.loads((export / "backends.json").read_text())
+    entry = rec["paths"]["torch-int8"]
+    assert entry["precision"].startswith("static int8") and len(entry["sha256"]) == 64
+    assert abs(entry["f1_delta"]) < 5 and entry["words_per_s"] > 0
+    # Whatever verify measured, a package whose build.json asks for instructions this CPU lacks is skipped.
+    build_file = export / PT2_DIR / BUILD_FILE
+    build = json.loads(build_file.read_text())
+    build["isa_flags"] = [*build["isa_flags"], "amx_fp8_in_2030"]
+    build_file.write_text(json.dumps(build))
+    rec["paths"]["torch-int8"]["words_per_s"] = 100 * rec["paths"]["torch"]["words_per_s"]
+    rec["paths"]["torch-int8"]["f1_delta"] = 0.0
+    (export / "backends.json").write_text(json.dumps(rec))
+    choice = resolve(str(export), "auto")
+    assert choice.path == "torch" and "torch-int8: built for a CPU with amx_fp8_in_2030" in choice.reason
+    build["isa_flags"].pop()
+    build_file.write_text(json.dumps(build))
+    choice = resolve(str(export), "auto")
+    assert (choice.backend, choice.path) == ("torch-int8", "torch-int8"), choice.reason
+    assert type(load_predictor(str(export), "auto")).__name__ == "Pt2Predictor"
+
+
+def test_a_failed_build_leaves_the_export_as_it_was(quantized, tmp_path, monkeypatch, capsys):
+    import torch._inductor
+
+    from nerforge.cli import quantize
+
+    export = tmp_path / "model"
+    shutil.copytree(quantized, export)
+    before = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("C++ compiler killed")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", broken)
+    assert quantize.main(["--model", str(export), *QUANTIZE, "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert f"could not build {export / PT2_DIR / INT8_FILE}" in err and "C++ compiler killed" in err
+    after = {p.relative_to(export): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    assert after == before  # the old package and everything else untouched, no temporary folder left
+
+
+def test_quantize_rejects_what_it_cannot_use(quantized, tmp_path, capsys):
+    from nerforge.cli import quantize
+
+    rc = quantize.main(["--model", str(tmp_path), "--data-dir", "bundled:sample"])
+    assert rc != 0 and "no config.json" in capsys.readouterr().err
+    rc = quantize.main(["--model", str(quantized), "--data-dir", "bundled:sample", "--calibration-sentences", "100000"])
+    assert rc != 0 and "too few" in capsys.readouterr().err
