@@ -7,8 +7,9 @@ frozen weights, which lowers the quantize/dequantize pairs around each linear la
 (VNNI/AMX). With ``bf16`` the converted graph runs under bf16 autocast, so what is not int8 (attention's
 matmuls and softmax, layer norms, GELU) runs in bf16: the quantizer's "int8-mixed-bf16" mode.
 
-It needs ``torchao`` (``pip install torchao``), a bench-only dependency until a row shows what it buys:
-the product's own int8 path is ONNX Runtime's dynamic quantization (nerforge/onnx_export.py).
+It needs ``torchao`` (the ``int8`` extra). The product builds the same program ahead of time instead
+(``nerforge quantize``, :mod:`nerforge.pt2_export`): this row is the in-process ``torch.compile`` of it,
+whose compile every process pays again.
 """
 
 from __future__ import annotations
@@ -18,39 +19,22 @@ import time
 
 def install(pred, calibration_sentences, calibration_docs, *, bf16: bool) -> dict:
     """Replace a torch :class:`nerforge.predictor.Predictor`'s forward with a static-int8 compiled graph,
-    calibrated on the windows the predictor itself makes from `calibration_sentences`. Returns what it
-    did and how long the quantization took (the compile happens at the first call)."""
+    calibrated on the windows the predictor itself makes from `calibration_sentences`. The quantized graph
+    is the one ``nerforge quantize`` builds (:func:`nerforge.pt2_export.quantized_graph`), compiled here
+    in process by ``torch.compile`` instead of ahead of time. Returns what it did and how long the
+    quantization took (the compile happens at the first call)."""
     import torch
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torch._inductor import config as inductor_config
-    from torch.export import Dim, export
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from bench.measure import recorded_windows
+    from nerforge.pt2_export import quantized_graph
 
     t0 = time.perf_counter()
     # torch.export cannot trace inference tensors: the recorded windows are copies, made tensors again here
     batches = recorded_windows(pred, calibration_sentences, calibration_docs)
     batches = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in batches]
-
-    class Logits(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    windows, pieces = Dim("windows", min=1, max=4096), Dim("pieces", min=2, max=pred.max_length)
-    dims = {0: windows, 1: pieces}
-    graph = export(Logits(pred.model.eval()), batches[0], dynamic_shapes=(dims, dims), strict=False).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    observed = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for ids, mask in batches:
-            observed(ids, mask)
-    converted = convert_pt2e(observed)
+    converted = quantized_graph(pred.model.eval(), batches, pred.max_length)
+    # Freezing lowers each quantize/dequantize pair around a linear layer to a oneDNN int8 kernel.
     inductor_config.freezing = True
     compiled = torch.compile(converted, dynamic=True)
     quantize_s = time.perf_counter() - t0

@@ -43,6 +43,7 @@ __all__ = [
     "EXTRA_HINT",
     "Pt2BuildError",
     "require_torchao",
+    "quantized_graph",
     "build_int8",
 ]
 
@@ -90,41 +91,55 @@ def _example(batches: list[tuple]):
     return ids, mask
 
 
-def _quantized_program(model, batches: list[tuple], max_pieces: int, bf16: bool):
-    """torch.export -> prepare_pt2e -> calibration on `batches` -> convert_pt2e -> torch.export again
-    (under bf16 autocast when `bf16`): the program AOTInductor compiles."""
+def _logits_module(inner, autocast: bool):
+    """`inner` as a module of (input_ids, attention_mask) -> float logits, under bf16 autocast if asked."""
     import torch
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-    from torch.export import Dim, export
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     class Logits(torch.nn.Module):
-        def __init__(self, inner, autocast: bool):
+        def __init__(self):
             super().__init__()
-            self.inner, self.autocast = inner, autocast
+            self.inner = inner
 
         def forward(self, input_ids, attention_mask):
             # Autocast only when asked: even a disabled autocast region is traced as one, which the
             # quantizer cannot annotate.
-            if self.autocast:
+            if autocast:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
             else:
                 out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
-            out = getattr(out, "logits", out)
-            return out.float()
+            return getattr(out, "logits", out).float()
 
-    dims = {0: Dim("windows", min=1, max=MAX_WINDOWS), 1: Dim("pieces", min=2, max=max_pieces)}
-    example = _example(batches)
-    graph = export(Logits(model.eval(), False), example, dynamic_shapes=(dims, dims), strict=False).module()
+    return Logits()
+
+
+def _dims(max_pieces: int) -> dict:
+    from torch.export import Dim
+
+    return {0: Dim("windows", min=1, max=MAX_WINDOWS), 1: Dim("pieces", min=2, max=max_pieces)}
+
+
+def quantized_graph(model, batches: list[tuple], max_pieces: int):
+    """torch.export (windows and pieces dynamic) -> prepare_pt2e -> calibration on `batches`
+    ((input_ids, attention_mask) tensors made outside inference mode) -> convert_pt2e: the fp32 graph
+    with quantize/dequantize pairs around each linear layer. :func:`build_int8` exports it again and
+    compiles it ahead of time; bench/pt2e.py compiles it in process with torch.compile."""
+    import torch
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+    from torch.export import export
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dims = _dims(max_pieces)
+    graph = export(
+        _logits_module(model.eval(), False), _example(batches), dynamic_shapes=(dims, dims), strict=False
+    ).module()
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
     observed = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for ids, mask in batches:
             observed(ids, mask)
-    converted = convert_pt2e(observed)
-    return export(Logits(converted, bf16), example, dynamic_shapes=(dims, dims), strict=False)
+    return convert_pt2e(observed)
 
 
 def build_int8(
@@ -160,7 +175,14 @@ def build_int8(
     tmp = fresh_tmp(final)
     try:
         try:
-            program = _quantized_program(reference.model, batches, reference.max_length, bf16)
+            from torch.export import export
+
+            converted = quantized_graph(reference.model, batches, reference.max_length)
+            dims = _dims(reference.max_length)
+            # Exported again, under bf16 autocast when the rest runs in bf16 (the "int8-mixed-bf16" mode).
+            program = export(
+                _logits_module(converted, bf16), _example(batches), dynamic_shapes=(dims, dims), strict=False
+            )
             quantized_s = time.perf_counter() - started
             from torch._inductor import aoti_compile_and_package
 

@@ -20,7 +20,8 @@ from nerforge.cli.common import (
 )
 
 DESCRIPTION = """Score a split (default: validation) with each way this CPU can run the export (torch fp32;
-torch bf16 where the CPU has native bf16; the ONNX fp32 and int8 graphs where nerforge onnx wrote them),
+torch bf16 where the CPU has native bf16; the ONNX fp32 and int8 graphs where nerforge onnx wrote them;
+the static int8 package where nerforge quantize built one for this CPU),
 time each, and write MODEL/backends.json: F1, its change from fp32 in points, words per second and a
 sha256 of the files each path ran. --backend auto (the default of predict, score, report, audit and
 demo) then runs the fastest recorded path whose F1 is within 0.3 points of fp32's and whose files are
