@@ -5,7 +5,7 @@ the predictor whose forward pass is that program (same windows, batches and leng
 
 The package is machine code for the CPU it was built on and the torch release that built it: its int8
 linear layers are oneDNN kernels with weights prepacked for that CPU's instructions (AMX, AVX512-VNNI or
-AVX2). ``pt2/build.json`` records both; a package built for instructions this CPU lacks, or by another
+AVX2). ``pt2/build.json`` records both; a package built for another instruction set, or by another
 torch, is refused with a message saying to rebuild it (:func:`package_problem`), never run. Loading needs
 torch alone: torchao is only needed to build the package.
 """
@@ -22,8 +22,8 @@ __all__ = ["PT2_DIR", "INT8_FILE", "BUILD_FILE", "ISA_FLAGS", "isa_flags", "pack
 PT2_DIR = "pt2"
 INT8_FILE = "model_int8.pt2"
 BUILD_FILE = "build.json"
-# The /proc/cpuinfo flags that decide which kernels inductor and oneDNN emit for the package: a package
-# built where one of these is present may execute its instructions, so it runs only where all are present.
+# The /proc/cpuinfo flags that decide which kernels inductor and oneDNN emit for the package, and how the
+# weights are prepacked for them: a package runs only where this set is the same as where it was built.
 ISA_FLAGS = (
     "avx2",
     "fma",
@@ -46,11 +46,21 @@ def isa_flags(flags: frozenset[str]) -> list[str]:
 
 
 def package_problem(build: dict, flags: frozenset[str], torch_version: str) -> str | None:
-    """Why a package with this ``build.json`` cannot run here (None: it can): instructions this CPU lacks,
-    or another torch release (AOTInductor programs are tied to the one that compiled them). Pure."""
-    missing = sorted(set(build.get("isa_flags", ())) - set(flags))
-    if missing:
-        return f"built for a CPU with {', '.join(missing)}, which this one lacks"
+    """Why a package with this ``build.json`` cannot run here (None: it can): another instruction set, or
+    another torch release (AOTInductor programs are tied to the one that compiled them). Pure.
+
+    The instruction sets must be the same, not merely a superset: a package built without an instruction
+    could run on a CPU with it, but its weights were prepacked for the kernels of the CPU that built it,
+    and oneDNN may pick other kernels on this one (and an AVX2 package on an AMX CPU wastes the AMX)."""
+    built, here = sorted(build.get("isa_flags", ())), isa_flags(flags)
+    if built != here:
+        missing = sorted(set(built) - set(here))
+        why = (
+            f"this one lacks {', '.join(missing)}"
+            if missing
+            else f"this one also has {', '.join(sorted(set(here) - set(built)))}"
+        )
+        return f"built for a CPU with {', '.join(built) or 'none of the flags that matter'}; {why}"
     if build.get("torch") != torch_version:
         return f"built by torch {build.get('torch')}, this is torch {torch_version}"
     return None

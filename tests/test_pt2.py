@@ -70,9 +70,11 @@ def test_torch_int8_tags_as_fp32_and_says_what_it_runs(quantized):
 def test_a_package_built_for_another_cpu_or_torch_is_refused(quantized, tmp_path):
     from nerforge.pt2_runtime import Pt2Predictor
 
-    build = {"isa_flags": ["avx2", "amx_int8"], "torch": "2.13.0"}
-    assert package_problem(build, frozenset({"avx2", "amx_int8", "fma"}), "2.13.0") is None
-    assert "amx_int8" in package_problem(build, frozenset({"avx2"}), "2.13.0")
+    build = {"isa_flags": ["amx_int8", "avx2"], "torch": "2.13.0"}
+    assert package_problem(build, frozenset({"avx2", "amx_int8", "sse2"}), "2.13.0") is None  # sse2: not an ISA flag
+    assert "lacks amx_int8" in package_problem(build, frozenset({"avx2"}), "2.13.0")
+    # Built without AVX-512: its weights were prepacked for AVX2 kernels; rebuilt on the richer CPU instead.
+    assert "also has avx512f" in package_problem(build, frozenset({"avx2", "amx_int8", "avx512f"}), "2.13.0")
     assert "torch 2.13.0" in package_problem(build, frozenset({"avx2", "amx_int8"}), "2.14.1")
     with pytest.raises(ValueError, match=f"{INT8_FILE}.*rebuild it here with nerforge quantize"):
         Pt2Predictor.from_pretrained(quantized, flags=frozenset())  # a CPU without this one's instructions
@@ -102,7 +104,8 @@ def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, t
     rec["paths"]["torch-int8"]["f1_delta"] = 0.0
     (export / "backends.json").write_text(json.dumps(rec))
     choice = resolve(str(export), "auto")
-    assert choice.path == "torch" and "torch-int8: built for a CPU with amx_fp8_in_2030" in choice.reason
+    assert choice.path == "torch" and "torch-int8: built for a CPU with" in choice.reason
+    assert "lacks amx_fp8_in_2030" in choice.reason
     build["isa_flags"].pop()
     build_file.write_text(json.dumps(build))
     choice = resolve(str(export), "auto")
