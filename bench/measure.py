@@ -558,6 +558,31 @@ def child_make_onnx_static(cfg: dict) -> dict:
     )
 
 
+def child_make_int8_package(cfg: dict) -> dict:
+    """A copy of the export with pt2/ built by ``nerforge quantize``'s function (the product's static int8
+    package), calibrated on the first validation sentences as the PT2E rows are, checked on the next 200;
+    its rest in bf16 where the CPU has native bf16, as the command's default. The export is left alone."""
+    set_threads(cfg["threads"])
+    from bench import notebook_recipe as nb
+    from nerforge.backends import cpu_flags, native_bf16
+    from nerforge.pt2_export import CHECK_SENTENCES, build_int8
+
+    src, dst = Path(cfg["model_dir"]), Path(cfg["out"])
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("onnx", "pt2", "backends.json"))
+    sents, _, docs = nb.read_conll_lines(split_file(Path(cfg["data_dir"]), "validation"))
+    n = cfg.get("calibration_sentences", 300)
+    flags = cpu_flags()
+    t0 = time.perf_counter()
+    build = build_int8(
+        dst,
+        (sents[:n], docs[:n]),
+        (sents[n : n + CHECK_SENTENCES], docs[n : n + CHECK_SENTENCES]),
+        bf16=native_bf16(flags),
+        flags=flags,
+    )
+    return {"build_s": round(time.perf_counter() - t0, 1), "build": build}
+
+
 def child_infer_ours(cfg: dict) -> dict:
     set_threads(cfg["threads"])
     from bench import notebook_recipe as nb
@@ -573,6 +598,12 @@ def child_infer_ours(cfg: dict) -> dict:
     if backend == "torch":
         pred = Predictor.from_pretrained(str(mdir), bf16=cfg.get("bf16", False), compile=cfg.get("compile", False))
         files = [mdir / "model.safetensors"]
+    elif backend == "torch-int8":  # the package nerforge quantize builds (child_make_int8_package)
+        from nerforge.backends import cpu_flags
+        from nerforge.pt2_runtime import Pt2Predictor
+
+        pred = Pt2Predictor.from_pretrained(str(mdir), flags=cpu_flags())
+        files = [Path(pred.file)]
     else:
         from nerforge.onnx_runtime import OnnxPredictor
 

@@ -49,6 +49,7 @@ INFER_ROWS = (
     "ours_bf16_compiled",
     "ours_pt2e_int8",
     "ours_pt2e_int8_bf16",
+    "ours_int8_package",
     "onnx_fp32",
     "onnx_int8",
     "onnx_int8_static",
@@ -63,6 +64,7 @@ PATH_ROWS = {
     "onnx_fp32": "ONNX Runtime fp32",
     "ours_pt2e_int8": "torch static int8 (PT2E, inductor)",
     "ours_pt2e_int8_bf16": "torch static int8 + bf16 (PT2E, inductor)",
+    "ours_int8_package": "torch-int8 package (nerforge quantize, AOTInductor)",
     "onnx_int8": "ONNX Runtime int8 (dynamic)",
     "onnx_int8_static": "ONNX Runtime int8 (static, linear layers)",
     "onnx_int8_static_attention": "ONNX Runtime int8 (static, linear layers and attention)",
@@ -70,7 +72,14 @@ PATH_ROWS = {
 # Rows held to the bf16 and to the int8 GEMM ceiling (the rest to fp32's). The int8 ceiling measured is ONNX
 # Runtime's dynamic int8 GEMM; the static and PT2E (oneDNN) int8 rows are held to it too.
 BF16_ROWS = ("ours_bf16", "ours_bf16_compiled")
-INT8_ROWS = ("onnx_int8", "onnx_int8_static", "onnx_int8_static_attention", "ours_pt2e_int8", "ours_pt2e_int8_bf16")
+INT8_ROWS = (
+    "onnx_int8",
+    "onnx_int8_static",
+    "onnx_int8_static_attention",
+    "ours_pt2e_int8",
+    "ours_pt2e_int8_bf16",
+    "ours_int8_package",
+)
 MAX_F1_DELTA = 0.003  # issue 29: a path counts only at test F1 within 0.3 points of torch fp32's
 
 
@@ -464,6 +473,7 @@ def markdown(R: dict) -> str:
             ("onnx_fp32", "ours: Predictor, ONNX Runtime fp32"),
             ("ours_pt2e_int8", "ours: Predictor, torch static int8 (PT2E), torch.compile"),
             ("ours_pt2e_int8_bf16", "ours: Predictor, torch static int8 + bf16 (PT2E), torch.compile"),
+            ("ours_int8_package", "ours: nerforge quantize's package (--backend torch-int8), AOTInductor"),
             ("onnx_int8", "ours: Predictor, ONNX Runtime int8"),
             ("onnx_int8_static", "ours: Predictor, ONNX Runtime static int8, linear layers"),
             ("onnx_int8_static_attention", "ours: Predictor, ONNX Runtime static int8, linear + attention"),

@@ -176,6 +176,20 @@ def main_parent(args) -> int:
                     row: run_child("infer_ours", run, th, log),
                 }
 
+            def int8_package() -> dict:
+                """nerforge quantize's package built into a copy of the export (row `int8_package_build`),
+                then run as --backend torch-int8 runs it (row `ours_int8_package`); needs torchao to build."""
+                if not pt2e_available:
+                    return {}
+                out = tmp / "int8_package"
+                run = dict(base, model_dir=str(out), backend="torch-int8", trained=trained, compare_tags=str(tags_file))
+                return {
+                    "int8_package_build": run_child(
+                        "make_int8_package", dict(base, model_dir=str(mdir), out=str(out)), th, log
+                    ),
+                    "ours_int8_package": run_child("infer_ours", run, th, log),
+                }
+
             R["infer"] = {
                 "pipeline": run_child("infer_pipeline", dict(base, model_dir=str(mdir), every=every), th, log),
                 "pipeline_batched": run_child(
@@ -228,6 +242,9 @@ def main_parent(args) -> int:
                     for row, mode in (("ours_pt2e_int8", "int8"), ("ours_pt2e_int8_bf16", "int8-bf16"))
                     if pt2e_available and (mode == "int8" or native_bf16)
                 },
+                # the same static int8 as a product path: nerforge quantize's package, compiled once ahead of
+                # time (its build is "int8_package_build"; startup_s is loading it)
+                **int8_package(),
                 "onnx_export": run_child("make_onnx", dict(base, model_dir=str(mdir), out=str(onnx_dir)), th, log),
                 **{
                     row: run_child(
