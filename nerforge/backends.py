@@ -33,6 +33,12 @@ PATHS = ("torch", "torch-bf16", "onnx", "onnx-int8", "torch-int8")
 RECORD_FILE = "backends.json"
 MAX_F1_DELTA = 0.3  # F1 points: a path that moves F1 more than this is never picked by auto
 SPEED_TIE = 0.05  # paths within 5% of the fastest's words/s are as fast: the one closer to fp32's F1 wins
+# The command that writes a path's file (said when the file is missing).
+WRITTEN_BY = {
+    "onnx": "nerforge onnx writes it",
+    "onnx-int8": "nerforge onnx writes it",
+    "torch-int8": "nerforge quantize builds it",
+}
 # CPU flags of native bfloat16 arithmetic: x86 AVX512-BF16 / AMX-BF16, Arm's BF16 extension.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
@@ -353,9 +359,8 @@ def verify_paths(
         elif name.startswith("onnx") and not _onnx_available():
             not_run[name] = "onnxruntime not installed (pip install 'nerforge[onnx]')"
         elif hashes[name] is None:
-            writer = {"onnx": " (nerforge onnx writes it)", "onnx-int8": " (nerforge onnx writes it)"}
-            writer["torch-int8"] = " (nerforge quantize builds it)"
-            not_run[name] = f"no {path_files(name)[0]} in the export" + writer.get(name, "")
+            made = f" ({WRITTEN_BY[name]})" if name in WRITTEN_BY else ""
+            not_run[name] = f"no {path_files(name)[0]} in the export{made}"
         elif name == "torch-int8" and (blocked := _package_blocked(folder, flags)):
             not_run[name] = blocked
         else:

@@ -149,13 +149,24 @@ def test_verify_without_onnx_files_says_why(export, capsys):
     from nerforge.cli import verify as verify_cli
 
     rc = verify_cli.main(
-        ["--model", str(export), "--data-dir", "bundled:sample", "--paths", "torch", "onnx-int8", "--no-write"]
+        [
+            "--model",
+            str(export),
+            "--data-dir",
+            "bundled:sample",
+            "--paths",
+            "torch",
+            "onnx-int8",
+            "torch-int8",
+            "--no-write",
+        ]
     )
     out = capsys.readouterr()
     assert rc == 0, out.err
     rec = json.loads(out.out)
     assert set(rec["paths"]) == {"torch"}
     assert "onnx-int8" in rec["not_run"] and "nerforge onnx" in rec["not_run"]["onnx-int8"]
+    assert rec["not_run"]["torch-int8"] == "no pt2/model_int8.pt2 in the export (nerforge quantize builds it)"
     assert not (export / RECORD_FILE).exists()
 
 
