@@ -670,6 +670,7 @@ CHILDREN = {
     "infer_ours": child_infer_ours,
     "make_onnx": child_make_onnx,
     "make_onnx_static": child_make_onnx_static,
+    "make_int8_package": child_make_int8_package,
 }
 
 

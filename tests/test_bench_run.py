@@ -251,3 +251,16 @@ def test_fastest_path_is_the_quickest_within_three_tenths_of_f1(bench):
     bench.fastest(S, inf, lambda d: (d or {}).get("words_per_s"))
     assert S["inference_fastest_backend"] == "torch static int8 (PT2E, inductor)"
     assert S["inference_fastest_speedup_vs_pipeline"] == 10.0
+
+
+def test_every_child_the_bench_starts_exists():
+    """bench.run starts its measurements by name in child processes: a name missing from measure.CHILDREN
+    only fails there, after the rows before it have run (it happened to make_int8_package)."""
+    import re
+
+    from bench import measure
+    from bench.render import ROOT
+
+    names = set(re.findall(r'run_child\(\s*"([a-z0-9_]+)"', (ROOT / "bench" / "run.py").read_text()))
+    assert {"infer_ours", "make_int8_package", "make_onnx"} <= names
+    assert names <= set(measure.CHILDREN), names - set(measure.CHILDREN)
