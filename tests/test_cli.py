@@ -62,6 +62,14 @@ def test_top_level_help_lists_every_subcommand_with_one_line():
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_is_also_python_m(name):
+    """README: each command is also `python -m nerforge.COMMAND` (a shim naming itself in the usage line)."""
+    shim = ROOT / "nerforge" / f"{name}.py"
+    assert shim.is_file(), f"no {shim.name}: python -m nerforge.{name} would not run"
+    assert f'prog="python -m nerforge.{name}"' in shim.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_long_option_is_kebab_case_and_has_help(name):
     for label, parser in all_parsers():
         if not label.startswith(name):
