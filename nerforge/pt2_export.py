@@ -209,7 +209,6 @@ def build_int8(
             "quantize_s": round(quantized_s, 1),
             "compile_s": round(time.perf_counter() - started - quantized_s, 1),
         }
-        write_json_atomic(tmp / BUILD_FILE, build)
         build["check"] = _check(folder, tmp, reference, check, build)
         write_json_atomic(tmp / BUILD_FILE, build)
         swap_in(tmp, final)

@@ -21,7 +21,7 @@ from nerforge.config import DataConfig
 from nerforge.metric import align_label_names, entity_type, prefix_bare_labels, score
 from nerforge.predictor import Predictor
 
-__all__ = ["predict_split", "score_split", "data_settings", "load_split"]
+__all__ = ["predict_split", "score_split", "data_settings", "load_split", "words_and_documents"]
 
 
 def data_settings(model: str, **given) -> DataConfig:
@@ -58,6 +58,14 @@ def load_split(split: str, data: DataConfig):
     return ds[split]
 
 
+def words_and_documents(split) -> tuple[list[list[str]], list[int]]:
+    """A split's sentences (lists of words) and their document ids; without a ``document_id`` column every
+    sentence is in one document, as in the training loop."""
+    words = [list(s) for s in split["tokens"]]
+    docs = list(split["document_id"]) if "document_id" in split.column_names else [0] * len(words)
+    return words, docs
+
+
 def predict_split(predictor: Predictor, split, label_column: str = "ner_tags") -> dict:
     """Every word of a dataset split predicted once: words, gold tags, predicted tags (the dataset's
     names; the model's labels mapped by name, bare labels prefixed), the probability of each predicted
@@ -68,8 +76,7 @@ def predict_split(predictor: Predictor, split, label_column: str = "ner_tags") -
     names = list(split.features[label_column].feature.names)
     to_name = align_label_names(predictor.id2label, names)  # model id -> dataset tag name
     bare = any(entity_type(label) == label for label in predictor.id2label.values() if label != "O")
-    words = [list(s) for s in split["tokens"]]
-    docs = split["document_id"] if "document_id" in split.column_names else [0] * len(words)
+    words, docs = words_and_documents(split)
     logits = predictor.predict_logits(words, docs)
     pred, probs = [], []
     for z in logits:

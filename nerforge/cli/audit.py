@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge audit") -> int:
 
         from nerforge.atomic import atomic_write_text, write_json_atomic
         from nerforge.label_errors import audit_records, class_probabilities, markdown, rank
-        from nerforge.scoring import load_split, predict_split
+        from nerforge.scoring import load_split, predict_split, words_and_documents
 
         try:
             import cleanlab  # noqa: F401
@@ -142,8 +142,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge audit") -> int:
         progress.close()
         names = list(split.features["ner_tags"].feature.names)
         gold = [[names[t] for t in s] for s in split["ner_tags"]]
-        words = [list(s) for s in split["tokens"]]
-        docs = list(split["document_id"]) if "document_id" in split.column_names else [0] * len(words)
+        words, docs = words_and_documents(split)
         # The model's tags at every word (argmax, mapped to the dataset's names) for the suggested spans.
         pred_tags = [[to_name[int(i)] for i in z.argmax(-1)] for z in logits]
         labels, probs, classes = class_probabilities(logits, to_name, gold, args.classes)

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge quantize") -> int:
         from nerforge.backends import cpu_flags, native_bf16
         from nerforge.pt2_export import build_int8, require_torchao
         from nerforge.pt2_runtime import INT8_FILE, PT2_DIR
-        from nerforge.scoring import load_split
+        from nerforge.scoring import load_split, words_and_documents
 
         hf_logging.disable_progress_bar()
         timer = Timer()
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge quantize") -> int:
                 "warning: this CPU has no native bf16; the package's bf16 rest will be emulated (slow)", file=sys.stderr
             )
         split = load_split(args.split, data_from_args(args))
-        words = [list(s) for s in split["tokens"]]
-        docs = split["document_id"] if "document_id" in split.column_names else [0] * len(words)
+        words, docs = words_and_documents(split)
         n, m = args.calibration_sentences, args.check_sentences
         if len(words) <= n and m:
             raise BadInput(
