@@ -231,16 +231,18 @@ def _onnx_available() -> bool:
     return find_spec("onnxruntime") is not None
 
 
-def _package_blocked(folder: Path, flags: frozenset[str]) -> str | None:
-    """Why the export's int8 package cannot run here (None: it can, or there is none to judge)."""
+def _package_blocked(folder: Path, flags: frozenset[str], weights_sha256: str | None = None) -> str | None:
+    """Why the export's int8 package cannot run here (None: it can, or there is none to judge).
+    ``weights_sha256``: the export's weights' digest when already computed (else hashed here)."""
     import torch
 
-    from nerforge.pt2_runtime import BUILD_FILE, PT2_DIR, package_problem, read_build
+    from nerforge.pt2_runtime import BUILD_FILE, PT2_DIR, package_problem, read_build, weights_digest
 
     if not (folder / PT2_DIR / BUILD_FILE).is_file():
         return None  # no package: the fingerprint check reports the missing file
     try:
-        return package_problem(read_build(folder), flags, torch.__version__)
+        weights = weights_sha256 if weights_sha256 is not None else weights_digest(folder)
+        return package_problem(read_build(folder), flags, torch.__version__, weights)
     except ValueError as e:
         return str(e)
 
@@ -269,9 +271,10 @@ def resolve(
     }
     current = None
     if record is not None:
-        if "torch-int8" in record["paths"]:
-            runnable["torch-int8"] = "--compile runs torch" if compile else _package_blocked(folder, flags)
-        current = fingerprints(folder, [p for p in record["paths"] if p in PATHS])
+        current = fingerprints(folder, ["torch", *(p for p in record["paths"] if p in PATHS)])
+        if "torch-int8" in record["paths"]:  # the weights' digest is torch's fingerprint: hashed once
+            blocked = "--compile runs torch" if compile else _package_blocked(folder, flags, current["torch"])
+            runnable["torch-int8"] = blocked
     return choose(record, device_type=device_type, flags=flags, runnable=runnable, current=current)
 
 
@@ -361,7 +364,7 @@ def verify_paths(
         elif hashes[name] is None:
             made = f" ({WRITTEN_BY[name]})" if name in WRITTEN_BY else ""
             not_run[name] = f"no {path_files(name)[0]} in the export{made}"
-        elif name == "torch-int8" and (blocked := _package_blocked(folder, flags)):
+        elif name == "torch-int8" and (blocked := _package_blocked(folder, flags, hashes["torch"])):
             not_run[name] = blocked
         else:
             todo.append(name)

@@ -150,18 +150,25 @@ def export_run(model, tokenizer, cfg, metrics: dict, label_names, export_dir: st
 
 def update_export(export_dir: str | Path, model, metrics: dict) -> Path:
     """Rewrite an existing export with new weights and metrics (e.g. after calibration): every other
-    file is kept, the figures and the card are made again; swapped in whole, or not at all."""
+    file is kept, the figures and the card are made again; swapped in whole, or not at all. With new
+    weights ``onnx/`` is made again and ``pt2/`` (the int8 package, built from the old ones) left out."""
     from nerforge.config import load_saved
     from nerforge.onnx_runtime import INT8_FILE, ONNX_DIR
+    from nerforge.pt2_runtime import PT2_DIR
 
     export_dir = Path(export_dir)
     with _assembled(export_dir, f"could not rewrite the export {export_dir}", "it is unchanged") as tmp:
-        _copy_export(export_dir, tmp, skip=(ONNX_DIR,))
+        _copy_export(export_dir, tmp, skip=(ONNX_DIR, PT2_DIR))
         model.save_pretrained(tmp, safe_serialization=True)
+        weights = "model.safetensors"
+        same = (export_dir / weights).is_file() and filecmp.cmp(export_dir / weights, tmp / weights, shallow=False)
+        # The int8 package froze a copy of the weights: kept with them, else left out (rebuilding it takes
+        # calibration data and the int8 extra: nerforge quantize, as the calibrate command says).
+        if same and (export_dir / PT2_DIR).is_dir():
+            shutil.copytree(export_dir / PT2_DIR, tmp / PT2_DIR)
         onnx_dir = export_dir / ONNX_DIR
         if onnx_dir.is_dir():  # the ONNX files go with the weights: kept if these are unchanged, else made again
-            weights = "model.safetensors"
-            if (export_dir / weights).is_file() and filecmp.cmp(export_dir / weights, tmp / weights, shallow=False):
+            if same:
                 shutil.copytree(onnx_dir, tmp / ONNX_DIR)
             else:
                 try:

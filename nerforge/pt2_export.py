@@ -34,7 +34,7 @@ from pathlib import Path
 
 from nerforge.errors import ExportError
 from nerforge.predictor import Predictor
-from nerforge.pt2_runtime import BUILD_FILE, INT8_FILE, PT2_DIR, Pt2Predictor, isa_flags
+from nerforge.pt2_runtime import BUILD_FILE, INT8_FILE, PT2_DIR, Pt2Predictor, isa_flags, weights_digest
 
 __all__ = [
     "CALIBRATION_SENTENCES",
@@ -203,6 +203,7 @@ def build_int8(
             "torchao": _version("torchao"),
             "cpu": cpu_name(),
             "isa_flags": isa_flags(flags),
+            "weights_sha256": weights_digest(folder),
             "max_pieces": reference.max_length,
             "calibration_sentences": len(cal_sents),
             "calibration_windows": windows,

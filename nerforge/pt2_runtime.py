@@ -5,8 +5,9 @@ the predictor whose forward pass is that program (same windows, batches and leng
 
 The package is machine code for the CPU it was built on and the torch release that built it: its int8
 linear layers are oneDNN kernels with weights prepacked for that CPU's instructions (AMX, AVX512-VNNI or
-AVX2). ``pt2/build.json`` records both; a package built for another instruction set, or by another
-torch, is refused with a message saying to rebuild it (:func:`package_problem`), never run. Loading needs
+AVX2). ``pt2/build.json`` records both, and the sha256 of the ``model.safetensors`` it was built from; a
+package built for another instruction set, by another torch, or from weights the export no longer has
+(retrained, calibrated) is refused with a message saying to rebuild it (:func:`package_problem`), never run. Loading needs
 torch alone: torchao is only needed to build the package.
 """
 
@@ -17,11 +18,21 @@ from pathlib import Path
 
 from nerforge.predictor import Predictor, WindowSettings, export_windows
 
-__all__ = ["PT2_DIR", "INT8_FILE", "BUILD_FILE", "ISA_FLAGS", "isa_flags", "package_problem", "Pt2Predictor"]
+__all__ = [
+    "PT2_DIR",
+    "INT8_FILE",
+    "BUILD_FILE",
+    "ISA_FLAGS",
+    "isa_flags",
+    "weights_digest",
+    "package_problem",
+    "Pt2Predictor",
+]
 
 PT2_DIR = "pt2"
 INT8_FILE = "model_int8.pt2"
 BUILD_FILE = "build.json"
+WEIGHTS_FILE = "model.safetensors"  # what the package's weights were frozen from
 # The /proc/cpuinfo flags that decide which kernels inductor and oneDNN emit for the package, and how the
 # weights are prepacked for them: a package runs only where this set is the same as where it was built.
 ISA_FLAGS = (
@@ -45,9 +56,22 @@ def isa_flags(flags: frozenset[str]) -> list[str]:
     return sorted(set(ISA_FLAGS) & set(flags))
 
 
-def package_problem(build: dict, flags: frozenset[str], torch_version: str) -> str | None:
-    """Why a package with this ``build.json`` cannot run here (None: it can): another instruction set, or
-    another torch release (AOTInductor programs are tied to the one that compiled them). Pure.
+def weights_digest(folder: str | Path) -> str | None:
+    """sha256 of an export's ``model.safetensors`` (None when it has none), as ``build.json`` records it."""
+    from nerforge.checkpoint import sha256_of
+
+    f = Path(folder) / WEIGHTS_FILE
+    return sha256_of(f) if f.is_file() else None
+
+
+def package_problem(
+    build: dict, flags: frozenset[str], torch_version: str, weights_sha256: str | None = None
+) -> str | None:
+    """Why a package with this ``build.json`` cannot run here (None: it can): another instruction set,
+    another torch release (AOTInductor programs are tied to the one that compiled them), or -- when
+    ``weights_sha256`` (the export's weights now, :func:`weights_digest`) is given -- other weights than
+    it was built from: the package carries its own frozen copy, which would silently serve the old model
+    after a retrain or ``nerforge calibrate``. Pure.
 
     The instruction sets must be the same, not merely a superset: a package built without an instruction
     could run on a CPU with it, but its weights were prepacked for the kernels of the CPU that built it,
@@ -63,6 +87,8 @@ def package_problem(build: dict, flags: frozenset[str], torch_version: str) -> s
         return f"built for a CPU with {', '.join(built) or 'none of the flags that matter'}; {why}"
     if build.get("torch") != torch_version:
         return f"built by torch {build.get('torch')}, this is torch {torch_version}"
+    if weights_sha256 is not None and build.get("weights_sha256") != weights_sha256:
+        return f"built from other weights than the export's {WEIGHTS_FILE} (retrained or calibrated since)"
     return None
 
 
@@ -118,7 +144,7 @@ class Pt2Predictor(Predictor):
     ) -> Pt2Predictor:
         """Load ``pt2/model_int8.pt2`` of a local export folder with its config and tokenizer; ``flags``: this
         CPU's (:func:`nerforge.backends.cpu_flags`). ValueErrors: no such folder or package, or one built
-        for another CPU or torch (:func:`package_problem`)."""
+        for another CPU or torch or from other weights (:func:`package_problem`)."""
         import torch
         from transformers import AutoConfig, AutoTokenizer
 
@@ -132,7 +158,7 @@ class Pt2Predictor(Predictor):
         path = folder / PT2_DIR / INT8_FILE
         if not path.is_file():
             raise ValueError(f"{folder}: no {PT2_DIR}/{INT8_FILE}; build it with nerforge quantize --model {folder}")
-        problem = package_problem(build, flags, torch.__version__)
+        problem = package_problem(build, flags, torch.__version__, weights_digest(folder))
         if problem:
             raise ValueError(f"{path}: {problem}; rebuild it here with nerforge quantize --model {folder}")
         from torch._inductor import aoti_load_package

@@ -76,12 +76,53 @@ def test_a_package_built_for_another_cpu_or_torch_is_refused(quantized, tmp_path
     # Built without AVX-512: its weights were prepacked for AVX2 kernels; rebuilt on the richer CPU instead.
     assert "also has avx512f" in package_problem(build, frozenset({"avx2", "amx_int8", "avx512f"}), "2.13.0")
     assert "torch 2.13.0" in package_problem(build, frozenset({"avx2", "amx_int8"}), "2.14.1")
+    here = frozenset({"avx2", "amx_int8"})
+    assert package_problem({**build, "weights_sha256": "a"}, here, "2.13.0", weights_sha256="a") is None
+    assert "other weights" in package_problem({**build, "weights_sha256": "a"}, here, "2.13.0", weights_sha256="b")
+    assert "other weights" in package_problem(build, here, "2.13.0", weights_sha256="b")  # a package built before
     with pytest.raises(ValueError, match=f"{INT8_FILE}.*rebuild it here with nerforge quantize"):
         Pt2Predictor.from_pretrained(quantized, flags=frozenset())  # a CPU without this one's instructions
     bare = tmp_path / "bare"
     shutil.copytree(quantized, bare, ignore=shutil.ignore_patterns(PT2_DIR))
     with pytest.raises(ValueError, match="nerforge quantize --model"):
         load_predictor(str(bare), "torch-int8")
+
+
+def test_a_package_is_never_run_with_weights_it_was_not_built_from(quantized, tmp_path, capsys):
+    """Calibration folds a temperature into the classifier: the package (its own frozen copy of the old
+    weights) would serve uncalibrated scores. calibrate leaves pt2/ out and says so; a package whose
+    export's weights changed any other way is refused by name, and auto passes it over."""
+    from safetensors.torch import load_file, save_file
+
+    from nerforge.cli import calibrate
+    from nerforge.cli import verify as verify_cli
+    from nerforge.pt2_runtime import weights_digest
+
+    build = json.loads((quantized / PT2_DIR / BUILD_FILE).read_text())
+    assert build["weights_sha256"] == weights_digest(quantized)
+    export = tmp_path / "calibrated"
+    shutil.copytree(quantized, export)
+    assert calibrate.main(["--model", str(export), "--data-dir", "bundled:sample", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert not (export / PT2_DIR).exists() and f"rebuild it with nerforge quantize --model {export}" in out
+    assert weights_digest(export) != build["weights_sha256"]
+
+    changed = tmp_path / "changed"
+    shutil.copytree(quantized, changed)
+    assert verify_cli.main(["--model", str(changed), "--data-dir", "bundled:sample", "--paths", "torch-int8"]) == 0
+    record = json.loads((changed / "backends.json").read_text())
+    record["paths"]["torch-int8"].update(f1_delta=0.0, words_per_s=100 * record["paths"]["torch"]["words_per_s"])
+    state = load_file(changed / "model.safetensors")
+    bias = next(k for k in state if k.endswith("classifier.bias"))
+    state[bias] = state[bias] + 1.0
+    save_file(state, changed / "model.safetensors", metadata={"format": "pt"})
+    # The torch record is stale too: re-verify torch alone, so only the package's weights are in question.
+    record["paths"]["torch"]["sha256"] = weights_digest(changed)
+    (changed / "backends.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="built from other weights"):
+        load_predictor(str(changed), "torch-int8")
+    choice = resolve(str(changed), "auto")
+    assert choice.path == "torch" and "torch-int8: built from other weights" in choice.reason, choice.reason
 
 
 def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, tmp_path, capsys):

@@ -20,7 +20,8 @@ from nerforge.cli.common import (
 DESCRIPTION = """Calibrate an export's confidence: one temperature fitted on the validation words (NLL) and
 folded into the classifier, so every consumer (pipeline("ner") from the Hub too) gets calibrated scores
 with no custom code; tags and F1 do not change. The export is rewritten whole (weights, metrics.json,
-card, reliability diagram). Training does this at its end unless --no-calibrate."""
+card, reliability diagram; onnx/ made again for the new weights; pt2/, the int8 package, left out: rebuild
+it with nerforge quantize). Training does this at its end unless --no-calibrate."""
 
 EXAMPLES = [
     "nerforge calibrate --model outputs/quickstart/model --data-dir bundled:sample",
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge calibrate") -> int
         from nerforge.calibration import calibrate_model, summary_line
         from nerforge.export import update_export
         from nerforge.predictor import Predictor
+        from nerforge.pt2_runtime import PT2_DIR
 
         hf_logging.disable_progress_bar()
         timer, progress = Timer(), Progress("calibrating", args.quiet)
@@ -63,8 +65,14 @@ def main(argv: list[str] | None = None, prog: str = "nerforge calibrate") -> int
         progress.close()
         metrics = json.loads((export / "metrics.json").read_text(encoding="utf-8"))
         metrics["calibration"] = calibration
+        had_package = (export / PT2_DIR).is_dir()
         update_export(export, predictor.model, metrics)
         print(f"calibrated {export}: {summary_line(calibration)} ({timer})")
+        if had_package and not (export / PT2_DIR).is_dir():
+            print(
+                f"{export / PT2_DIR} removed: the int8 package was built from the old weights; "
+                f"rebuild it with nerforge quantize --model {export}"
+            )
 
     return run(body)
 
