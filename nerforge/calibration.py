@@ -156,6 +156,8 @@ def calibrate_model(predictor, splits: dict, label_column: str = "ner_tags") -> 
     predictor's model (in place). Returns what goes into ``metrics.json`` under ``calibration``."""
     import torch
 
+    from nerforge.scoring import words_and_documents
+
     names = list(splits["validation"].features[label_column].feature.names)
     to_name = align_label_names(predictor.id2label, names)  # model id -> dataset tag name
     to_id = {name: i for i, name in to_name.items()}
@@ -163,9 +165,8 @@ def calibrate_model(predictor, splits: dict, label_column: str = "ner_tags") -> 
     for split, ds in splits.items():
         if not len(ds):
             raise ValueError(f"calibration: the {split} split is empty")
-        docs = ds["document_id"] if "document_id" in ds.column_names else [0] * len(ds)
         gold = [[names[t] for t in tags] for tags in ds[label_column]]
-        data[split] = (predictor.predict_logits(ds["tokens"], docs), gold)
+        data[split] = (predictor.predict_logits(*words_and_documents(ds)), gold)
     val_logits, val_gold = data["validation"]
     unknown = sorted({g for sent in val_gold for g in sent if g not in to_id})
     if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -122,9 +123,15 @@ def sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
     """transformers' SDPA attention computed in fp32 (:func:`in_fp32`): under bf16 autocast on a CPU the
     linear layers keep bf16 and the attention gets PyTorch's fp32 fused kernel, whose backward is the
     faster one there."""
+    return _sdpa_fp32()(module, query, key, value, attention_mask, **kwargs)
+
+
+@functools.cache
+def _sdpa_fp32():
+    """transformers' SDPA attention wrapped by :func:`in_fp32`, built once (it runs in every layer, every step)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    return in_fp32(sdpa_attention_forward)(module, query, key, value, attention_mask, **kwargs)
+    return in_fp32(sdpa_attention_forward)
 
 
 def wants_fp32_attention(setting: str, mixed_precision: str, device_type: str, attention_dropout: float | None) -> bool:

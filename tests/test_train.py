@@ -356,17 +356,15 @@ def test_bf16_on_cpu_trains_with_fp32_attention_and_exports_plain_sdpa(corpus, t
     assert "nerforge" not in (out / "model" / "config.json").read_text()
     saved = yaml.safe_load((out / "model" / "training_config.yaml").read_text())
     assert saved["training"]["attention_precision"] == "auto" and saved["training"]["dropout_masks"] == "auto"
-    # the default (torch's masks): no swap
-    p = run(*args, "--output_dir", str(tmp_path / "default"), env=bf16)
-    assert "dropout masks" not in p.stdout
     model = AutoModelForTokenClassification.from_pretrained(str(out / "model"))
     assert model.config._attn_implementation == "sdpa"
     ner = pipeline("ner", model=str(out / "model"), aggregation_strategy="first")
     assert isinstance(ner("Mara Lindqvist visited Port Ellis ."), list)
     # with the encoder's attention dropout (the math path runs) auto leaves it in bf16, as does mixed;
-    # fp32 forces it; fp32 runs never touch it
+    # fp32 forces it; fp32 runs never touch it. The default dropout_masks (torch's masks): no swap.
     p = run(*args, "--output_dir", str(tmp_path / "d"), env=bf16)
     assert "precision bf16" in p.stdout and "attention in fp32" not in p.stdout
+    assert "dropout masks" not in p.stdout
     p = run(
         *args,
         "--output_dir",
