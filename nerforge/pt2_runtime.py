@@ -88,6 +88,8 @@ def package_problem(
     if build.get("torch") != torch_version:
         return f"built by torch {build.get('torch')}, this is torch {torch_version}"
     if weights_sha256 is not None and build.get("weights_sha256") != weights_sha256:
+        if "weights_sha256" not in build:
+            return f"its {BUILD_FILE} does not say which weights it was built from (an older nerforge built it)"
         return f"built from other weights than the export's {WEIGHTS_FILE} (retrained or calibrated since)"
     return None
 
