@@ -77,8 +77,16 @@ def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
     export = out / "model"
     assert "calibration" not in json.loads((export / "metrics.json").read_text())
     before = load_file(export / "model.safetensors")["classifier.weight"]
+    from nerforge.backends import resolve
+    from nerforge.cli import verify
+
+    assert verify.main(["--model", str(export), "--data-dir", str(SAMPLE_DIR), "--paths", "torch"]) == 0
+    capsys.readouterr()
     assert main(["--model", str(export), "--data-dir", str(SAMPLE_DIR)]) == 0
-    assert "calibrated" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "calibrated" in printed and f"rerun nerforge verify --model {export}" in printed
+    # the record timed the old weights: auto no longer trusts it (and says why) until verify runs again
+    assert "torch: files changed since verified" in resolve(str(export), "auto").reason
     cal = json.loads((export / "metrics.json").read_text())["calibration"]
     after = load_file(export / "model.safetensors")["classifier.weight"]
     assert cal["temperature"] != 1.0 and torch.allclose(before / cal["temperature"], after)

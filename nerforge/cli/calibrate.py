@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge calibrate") -> int
         from transformers.utils import logging as hf_logging
 
         from conll2003_loader import load_splits
+        from nerforge.backends import RECORD_FILE
         from nerforge.calibration import calibrate_model, summary_line
         from nerforge.export import update_export
         from nerforge.predictor import Predictor
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None, prog: str = "nerforge calibrate") -> int
         had_package = (export / PT2_DIR).is_dir()
         update_export(export, predictor.model, metrics)
         print(f"calibrated {export}: {summary_line(calibration)} ({timer})")
+        if (export / RECORD_FILE).is_file():
+            print(f"{export / RECORD_FILE} timed the old weights; rerun nerforge verify --model {export}")
         if had_package and not (export / PT2_DIR).is_dir():
             print(
                 f"{export / PT2_DIR} removed: the int8 package was built from the old weights; "
