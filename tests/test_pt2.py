@@ -67,6 +67,25 @@ def test_torch_int8_tags_as_fp32_and_says_what_it_runs(quantized):
         load_predictor(str(quantized), "torch-int8", bf16=True)
 
 
+def test_commands_keep_torchao_noise_off_the_console(quantized):
+    """With the int8 extra installed transformers imports torchao on every model load; its warnings (CUDA
+    kernel libraries that do not load on a CPU torch, pytree notices) are not shown by our commands. (The
+    torch backend: torch-int8 loads no transformers model, so torchao is not imported there.)"""
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "nerforge", "predict", "--model", str(quantized), "--backend", "torch"],
+        input="Mara Lindqvist visited Port Ellis .\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "torchao" not in p.stderr and "Enum subclass" not in p.stderr, p.stderr
+    assert p.stderr.startswith("backend torch (fp32"), p.stderr
+
+
 def test_a_package_built_for_another_cpu_or_torch_is_refused(quantized, tmp_path):
     from nerforge.pt2_runtime import Pt2Predictor
 

@@ -267,12 +267,22 @@ class _Console(logging.Handler):
             self.handleError(record)
 
 
+# Warnings of other libraries that tell our users nothing they can act on, kept off the console (their
+# errors still show): with the int8 extra installed, transformers imports torchao whenever it loads a
+# model, and torchao warns that its CUDA-only kernel libraries do not load on a CPU build of torch (four
+# lines on stderr before every command's output), and torch's pytree about torchao's enums.
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def show_logs(level: int = logging.INFO) -> None:
-    """What the library says through the ``nerforge`` logger, shown on the console (once)."""
+    """What the library says through the ``nerforge`` logger, shown on the console (once); the
+    :data:`QUIET_LOGGERS` set to errors only."""
     log = logging.getLogger("nerforge")
     if not any(isinstance(h, _Console) for h in log.handlers):
         log.addHandler(_Console())
     log.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def exit_status(error: BaseException) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from nerforge.cli.common import BadInput, Timer, add_data_options, add_quiet, data_from_args, make_parser, run
@@ -97,7 +98,11 @@ def main(argv: list[str] | None = None, prog: str = "nerforge quantize") -> int:
                 "then compiling for this CPU (about a minute for MiniLM)...",
                 file=sys.stderr,
             )
-        build = build_int8(export, (words[:n], docs[:n]), (words[n : n + m], docs[n : n + m]), bf16=bf16, flags=flags)
+        with warnings.catch_warnings():  # inductor's int8 lowering copy-constructs a tensor: a UserWarning per layer
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
+            build = build_int8(
+                export, (words[:n], docs[:n]), (words[n : n + m], docs[n : n + m]), bf16=bf16, flags=flags
+            )
         check = build["check"]
         print(
             f"wrote {export / PT2_DIR / INT8_FILE} (int8, {build['rest']} rest; tags agree with fp32 on "
