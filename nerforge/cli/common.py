@@ -274,6 +274,18 @@ class _Console(logging.Handler):
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
+def quiet_transformers_bars() -> None:
+    """transformers' own progress bars off for this process: during training a "Writing model shards" bar
+    at every checkpoint and a "Loading weights" bar at every reload broke into the run's own bar and log
+    lines. Downloads from the Hub keep their bars (huggingface_hub's, not these). Needs transformers'
+    tqdm hook; without it nothing changes."""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
+    if set_hook is not None:
+        set_hook(lambda factory, args, kwargs: factory(*args, **{**kwargs, "disable": True}))
+
+
 def show_logs(level: int = logging.INFO) -> None:
     """What the library says through the ``nerforge`` logger, shown on the console (once); the
     :data:`QUIET_LOGGERS` set to errors only."""

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from nerforge.cli.common import EXIT_STATUS_TEXT, HelpFormatter, run
+from nerforge.cli.common import EXIT_STATUS_TEXT, HelpFormatter, quiet_transformers_bars, run
 from nerforge.config import (
     ConfigError,
     DataConfig,
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge train") -> int:
     def body():
         from nerforge.training import train
 
+        quiet_transformers_bars()
         return train(parse_config(argv), explicit=command_line_fields(argv))
 
     # Every process of a multi-process run raises the same error: the first one says it.
