@@ -121,6 +121,11 @@ def test_a_package_is_never_run_with_weights_it_was_not_built_from(quantized, tm
     assert build["weights_sha256"] == weights_digest(quantized)
     export = tmp_path / "calibrated"
     shutil.copytree(quantized, export)
+    # report and audit rewrite the export around the same weights: the package stays, byte for byte
+    from nerforge.export import update_metrics
+
+    update_metrics(export, "note", "rewritten")
+    assert (export / PT2_DIR / INT8_FILE).read_bytes() == (quantized / PT2_DIR / INT8_FILE).read_bytes()
     assert calibrate.main(["--model", str(export), "--data-dir", "bundled:sample", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert not (export / PT2_DIR).exists() and f"rebuild it with nerforge quantize --model {export}" in out
