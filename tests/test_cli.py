@@ -189,6 +189,25 @@ def test_unknown_command_and_no_command_exit_2(capsys):
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["verify", "quantize", "onnx"])
+def test_commands_that_write_into_the_export_say_how_to_get_a_hub_model_locally(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    data = [] if name == "onnx" else ["--data-dir", "bundled:sample"]
+    if name == "quantize":
+        pytest.importorskip("torchao", reason="quantize checks for the int8 extra first")
+    if name == "onnx":
+        pytest.importorskip("onnxruntime", reason="onnx checks for the onnx extra first")
+    assert main([name, "--model", "someone/ner-model", *data]) == 2
+    err = capsys.readouterr().err
+    assert "someone/ner-model: not a local model folder" in err
+    assert "hf download someone/ner-model --local-dir DIR, then --model DIR" in err
+    (tmp_path / "empty").mkdir()  # a folder without a model: no Hub hint
+    assert main([name, "--model", "empty", *data]) == 2
+    err = capsys.readouterr().err
+    assert "empty: not a local model folder (no config.json)" in err and "hf download" not in err
+
+
 def test_exit_statuses_are_one_table():
     assert set(EXIT_STATUS) == {0, 1, 2, 3}
 

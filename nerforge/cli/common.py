@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from nerforge.backends import BACKENDS, load_predictor
 from nerforge.config import ConfigError
@@ -42,6 +43,18 @@ class OutputError(Exception):
 
 class BadInput(ValueError):
     """Bad arguments found after parsing (exit status 2)."""
+
+
+def local_model_folder(model: str, why: str) -> Path:
+    """``model`` as a local model folder (one with config.json), for the commands that write into it; else
+    a BadInput saying ``why`` it must be local and, for what looks like a Hub id, how to get a local copy."""
+    folder = Path(model)
+    if (folder / "config.json").is_file():
+        return folder
+    hint = ""
+    if not folder.exists() and model.count("/") == 1 and not model.startswith((".", "/")):
+        hint = f" (a Hub model? download it first: hf download {model} --local-dir DIR, then --model DIR)"
+    raise BadInput(f"{model}: not a local model folder (no config.json); {why}{hint}")
 
 
 # ---------------------------------------------------------------------------------------------- help

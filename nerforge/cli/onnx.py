@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from nerforge.cli.common import Timer, add_quiet, make_parser, run
+from nerforge.cli.common import Timer, add_quiet, local_model_folder, make_parser, run
 
 DESCRIPTION = """Export a model folder to ONNX: MODEL/onnx/model.onnx (fp32) and, unless --no-int8,
 MODEL/onnx/model_quantized.onnx (dynamic int8 weights), the layout ONNX Runtime, Optimum-style loaders
@@ -48,9 +47,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge onnx") -> int:
         hf_logging.disable_progress_bar()
         timer = Timer()
         require_onnx()
-        export = Path(args.model)
-        if not (export / "config.json").is_file():
-            raise ValueError(f"{export}: not a model folder (no config.json)")
+        export = local_model_folder(args.model, "onnx/ is written into it")
         if not args.quiet and sys.stderr.isatty():  # a status line in place of a bar: one call does it all
             print(f"exporting {export} to ONNX{' (fp32 and int8)' if args.int8 else ''}...", file=sys.stderr)
         result = add_onnx(export, quantize_int8=args.int8)

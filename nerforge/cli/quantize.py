@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
-from nerforge.cli.common import BadInput, Timer, add_data_options, add_quiet, data_from_args, make_parser, run
+from nerforge.cli.common import (
+    BadInput,
+    Timer,
+    add_data_options,
+    add_quiet,
+    data_from_args,
+    local_model_folder,
+    make_parser,
+    run,
+)
 
 DESCRIPTION = """Build MODEL/pt2/model_int8.pt2: the export's model with static int8 linear layers
 (PyTorch 2 export quantization, scales calibrated on the first sentences of --split), compiled ahead of
@@ -72,9 +80,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge quantize") -> int:
         hf_logging.disable_progress_bar()
         timer = Timer()
         require_torchao()
-        export = Path(args.model)
-        if not (export / "config.json").is_file():
-            raise BadInput(f"{export}: not a local model folder (no config.json); the package is built into it")
+        export = local_model_folder(args.model, "the package is built into it")
         if args.calibration_sentences < 1 or args.check_sentences < 0:
             raise BadInput("--calibration-sentences must be at least 1 and --check-sentences at least 0")
         flags = cpu_flags()

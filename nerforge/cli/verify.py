@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from nerforge.cli.common import (
     BadInput,
@@ -14,6 +13,7 @@ from nerforge.cli.common import (
     add_model_options,
     add_quiet,
     data_from_args,
+    local_model_folder,
     make_parser,
     run,
     windows_from_args,
@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None, prog: str = "nerforge verify") -> int:
 
         hf_logging.disable_progress_bar()
         timer = Timer()
-        export = Path(args.model)
-        if not (export / "config.json").is_file():
-            raise BadInput(f"{export}: not a local model folder (no config.json); verify writes into the export")
+        export = local_model_folder(args.model, "verify writes into the export")
         if args.device not in (None, "cpu"):
             raise BadInput(f"verify measures CPU paths; drop --device {args.device}")
         split = load_split(args.split, data_from_args(args))
