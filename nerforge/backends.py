@@ -231,18 +231,17 @@ def _onnx_available() -> bool:
     return find_spec("onnxruntime") is not None
 
 
-def _package_blocked(folder: Path, flags: frozenset[str], weights_sha256: str | None = None) -> str | None:
+def _package_blocked(folder: Path, flags: frozenset[str], weights_sha256: str | None) -> str | None:
     """Why the export's int8 package cannot run here (None: it can, or there is none to judge).
-    ``weights_sha256``: the export's weights' digest when already computed (else hashed here)."""
+    ``weights_sha256``: the export's weights' digest, torch's :func:`fingerprint` (the callers have it)."""
     import torch
 
-    from nerforge.pt2_runtime import BUILD_FILE, PT2_DIR, package_problem, read_build, weights_digest
+    from nerforge.pt2_runtime import BUILD_FILE, PT2_DIR, package_problem, read_build
 
     if not (folder / PT2_DIR / BUILD_FILE).is_file():
         return None  # no package: the fingerprint check reports the missing file
     try:
-        weights = weights_sha256 if weights_sha256 is not None else weights_digest(folder)
-        return package_problem(read_build(folder), flags, torch.__version__, weights)
+        return package_problem(read_build(folder), flags, torch.__version__, weights_sha256)
     except ValueError as e:
         return str(e)
 
