@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from inprocess import run_training
 from reliability_report import record
 from test_train import FAST, weights
 
@@ -56,7 +57,12 @@ def free_port() -> int:
 
 
 def launch(out: Path, *extra, procs: int = 1, env=None, wait=True):
-    """train_accelerate.py through the test hook, as 1 process or as 2 under torchrun (gloo)."""
+    """train_accelerate.py through the test hook, as 1 process or as 2 under torchrun (gloo); a plain
+    one-process run (no signal, no batch log, nothing injected, waited for) is its main() in this process
+    (tests/inprocess.py)."""
+    args = ["--data_dir", str(out.parent.parent / "corpus"), "--output_dir", str(out), *ARGS, *extra]
+    if procs == 1 and wait and not env and "ACCELERATE_USE_CPU" not in os.environ:
+        return run_training(*args, env={"TOKENIZERS_PARALLELISM": "false"})
     e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     e.pop("ACCELERATE_USE_CPU", None)
     e.update(env or {})
@@ -64,7 +70,7 @@ def launch(out: Path, *extra, procs: int = 1, env=None, wait=True):
     if procs == 2:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr"]
         cmd += ["127.0.0.1", "--master_port", str(free_port()), HOOK]
-    cmd += ["--data_dir", str(out.parent.parent / "corpus"), "--output_dir", str(out), *ARGS, *extra]
+    cmd += args
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,5 @@
-"""The real entry point, run as users run it, on a 2-layer BERT and a small made-up corpus."""
+"""The real entry point on a 2-layer BERT and a small made-up corpus: as a process where the console, a
+kill or the exact files of a real run are asserted, its main() in this process otherwise."""
 
 import json
 import math
@@ -9,6 +10,7 @@ import sys
 import pytest
 import yaml
 from conftest import NER, ROOT
+from inprocess import run_training
 
 SCRIPT = str(ROOT / "train_accelerate.py")
 KILL_AT = str(ROOT / "tests" / "kill_at.py")
@@ -33,21 +35,26 @@ FAST = [
 ]
 
 
-def run(*args, env=None, check=True):
-    """The training script as users run it (umask 022, the usual one); with NERFORGE_KILL_AT in `env`, through the test hook
-    tests/kill_at.py, which SIGKILLs it at that point."""
+def run(*args, env=None, check=True, fresh_process=False):
+    """The training script as users run it. With NERFORGE_KILL_AT in `env`, a subprocess through the
+    test hook tests/kill_at.py, which SIGKILLs it at that point; with `fresh_process`, a subprocess of
+    train_accelerate.py itself (umask 022, the usual one); otherwise its main() in this process
+    (tests/inprocess.py: the same run without six seconds of imports)."""
     e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     e.update(env or {})
-    script = KILL_AT if "NERFORGE_KILL_AT" in e else SCRIPT
-    p = subprocess.run(
-        [sys.executable, script, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=e,
-        timeout=600,
-        preexec_fn=lambda: os.umask(0o022),
-    )
+    if "NERFORGE_KILL_AT" in e or fresh_process:
+        script = KILL_AT if "NERFORGE_KILL_AT" in e else SCRIPT
+        p = subprocess.run(
+            [sys.executable, script, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=e,
+            timeout=600,
+            preexec_fn=lambda: os.umask(0o022),
+        )
+    else:
+        p = run_training(*args, env={"TOKENIZERS_PARALLELISM": "false", **(env or {})})
     if check and p.returncode != 0:
         raise AssertionError(f"exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
     return p
@@ -89,6 +96,7 @@ def finished_run(corpus, tmp_path_factory):
         "tensorboard",
         "--example_text",
         "Mara Lindqvist visited Port Ellis .",
+        fresh_process=True,  # the exact files and console of a real process
     )
     return out, p
 
