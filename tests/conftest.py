@@ -91,12 +91,12 @@ def read_tagged_conll(path):
 @pytest.fixture(scope="session")
 def quickstart_export(tmp_path_factory):
     """The quick start trained once for the session on the clean bundled sample (4 epochs, no pipeline
-    figures): the export folder. Shared by the audit and demo tests."""
-    import subprocess
+    figures): the export folder. Shared by the audit and demo tests. `nerforge train` in this process
+    (tests/inprocess.py)."""
+    from inprocess import run_nerforge
 
     out = tmp_path_factory.mktemp("quickstart_export") / "run"
-    cmd = [sys.executable, "-m", "nerforge", "train", "--config", "quickstart", "--output-dir", str(out)]
-    cmd += ["--report-to", "none", "--num-train-epochs", "4", "--evaluate-pipeline", "false"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = run_nerforge("train", "--config", "quickstart", "--output-dir", out, "--report-to", "none",
+                     "--num-train-epochs", "4", "--evaluate-pipeline", "false")  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     return out / "model"

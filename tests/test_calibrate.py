@@ -61,18 +61,16 @@ def test_fold_divides_the_classifier():
 
 def test_calibrate_command_rewrites_an_uncalibrated_export(tmp_path, capsys):
     import json
-    import subprocess
-    import sys
 
-    from conftest import ROOT, SAMPLE_DIR
+    from conftest import SAMPLE_DIR
+    from inprocess import run_training
     from safetensors.torch import load_file
 
     from nerforge.cli.calibrate import main
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "train_accelerate.py", "--config", "configs/quickstart.yaml", "--output_dir", str(out)]
-    cmd += ["--report_to", "none", "--max_steps", "15", "--calibrate", "false", "--evaluate_pipeline", "false"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = run_training("--config", "configs/quickstart.yaml", "--output_dir", out, "--report_to", "none",
+                     "--max_steps", "15", "--calibrate", "false", "--evaluate_pipeline", "false")  # fmt: skip
     assert p.returncode == 0, p.stderr[-3000:]
     export = out / "model"
     assert "calibration" not in json.loads((export / "metrics.json").read_text())

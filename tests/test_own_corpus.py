@@ -5,12 +5,10 @@ on the command line."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from inprocess import run_training
 
 TYPES = ["GEO", "PRODUCT"]
 
@@ -35,8 +33,8 @@ def write_corpus(folder):
 
 
 def run(args, cwd):
-    cmd = [sys.executable, str(ROOT / "train_accelerate.py"), *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    """train_accelerate.py ARGS run from `cwd`, in this process (tests/inprocess.py)."""
+    return run_training(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

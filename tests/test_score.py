@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import NER, ROOT, SAMPLE_DIR
+from inprocess import run_training
 
 from nerforge.cli.score import main
 from nerforge.metric import prefix_bare_labels, score
@@ -217,34 +218,9 @@ def test_errors_exit_2_without_traceback(capsys, models, cache_dir, tmp_path):
 def test_quickstart_export_scores_like_the_training_loop(capsys, tmp_path, context_size):
     """score.py on the quick-start export gives the training loop's own test F1 (metrics.json)."""
     out_dir = tmp_path / "run"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    res = subprocess.run(
-        [
-            sys.executable,
-            "train_accelerate.py",
-            "--config",
-            "configs/quickstart.yaml",
-            "--output_dir",
-            str(out_dir),
-            "--report_to",
-            "none",
-            "--evaluate_pipeline",
-            "false",
-            "--max_steps",
-            "30",
-            "--example_text",
-            "",
-            "--context_size",
-            str(context_size),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
+    res = run_training("--config", "configs/quickstart.yaml", "--output_dir", out_dir, "--report_to", "none",
+                       "--evaluate_pipeline", "false", "--max_steps", "30", "--example_text", "",
+                       "--context_size", context_size, "--cache_dir", tmp_path / "cache")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     trained = json.loads((out_dir / "metrics.json").read_text())
     for split in ("test", "validation"):
