@@ -19,11 +19,19 @@ QUANTIZE = ["--data-dir", "bundled:sample", "--calibration-sentences", "48", "--
 
 @pytest.fixture(scope="module")
 def quantized(quickstart_export, tmp_path_factory):
-    """A copy of the session's quick-start export with its int8 package built (once for the module)."""
+    """A copy of the session's quick-start export with its int8 package built (once for the module). Its
+    classifier's logits are doubled first (the same tags, over-confident scores): the training loop
+    calibrated the export, and `nerforge calibrate` must have a temperature to fold in."""
+    from safetensors.torch import load_file, save_file
+
     from nerforge.cli import quantize
 
     dst = tmp_path_factory.mktemp("pt2") / "model"
     shutil.copytree(quickstart_export, dst)
+    state = load_file(dst / "model.safetensors")
+    for k in [k for k in state if k.startswith("classifier.")]:
+        state[k] = state[k] * 2
+    save_file(state, dst / "model.safetensors", metadata={"format": "pt"})
     assert quantize.main(["--model", str(dst), *QUANTIZE, "--quiet"]) == 0
     return dst
 
@@ -128,6 +136,7 @@ def test_a_package_is_never_run_with_weights_it_was_not_built_from(quantized, tm
     assert (export / PT2_DIR / INT8_FILE).read_bytes() == (quantized / PT2_DIR / INT8_FILE).read_bytes()
     assert calibrate.main(["--model", str(export), "--data-dir", "bundled:sample", "--quiet"]) == 0
     out = capsys.readouterr().out
+    assert "temperature 1.000" not in out  # the doubled logits are divided back
     assert not (export / PT2_DIR).exists() and f"rebuild it with nerforge quantize --model {export}" in out
     assert "rerun nerforge verify" not in out  # the export has no backends.json
     assert weights_digest(export) != build["weights_sha256"]

@@ -37,11 +37,13 @@ FAST = [
 
 def run(*args, env=None, check=True, fresh_process=False):
     """The training script as users run it. With NERFORGE_KILL_AT in `env`, a subprocess through the
-    test hook tests/kill_at.py, which SIGKILLs it at that point; with `fresh_process`, a subprocess of
-    train_accelerate.py itself (umask 022, the usual one); otherwise its main() in this process
-    (tests/inprocess.py: the same run without six seconds of imports)."""
+    test hook tests/kill_at.py, which SIGKILLs it at that point; with `fresh_process` or an `env` that
+    sets more than accelerate's variables (a PYTHONPATH with a sitecustomize that injects faults, a hook's
+    variables), a subprocess of train_accelerate.py itself (umask 022, the usual one); otherwise its
+    main() in this process (tests/inprocess.py: the same run without six seconds of imports)."""
     e = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     e.update(env or {})
+    fresh_process = fresh_process or any(not k.startswith("ACCELERATE_") for k in env or {})
     if "NERFORGE_KILL_AT" in e or fresh_process:
         script = KILL_AT if "NERFORGE_KILL_AT" in e else SCRIPT
         p = subprocess.run(
