@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from conftest import NER, ROOT
 from inprocess import run_training
@@ -77,30 +78,40 @@ def weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
+def finished_run_args(corpus, out):
+    return ["--data_dir", str(corpus), "--output_dir", str(out), *FAST, "--max_steps", "12", "--eval_steps", "4",
+            "--save_steps", "4", "--save_total_limit", "5", "--report_to", "tensorboard", "--example_text",
+            "Mara Lindqvist visited Port Ellis ."]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def finished_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    p = run(
-        "--data_dir",
-        str(corpus),
-        "--output_dir",
-        str(out),
-        *FAST,
-        "--max_steps",
-        "12",
-        "--eval_steps",
-        "4",
-        "--save_steps",
-        "4",
-        "--save_total_limit",
-        "5",
-        "--report_to",
-        "tensorboard",
-        "--example_text",
-        "Mara Lindqvist visited Port Ellis .",
-        fresh_process=True,  # the exact files and console of a real process
-    )
+    p = run(*finished_run_args(corpus, out), fresh_process=True)  # the exact files and console of a process
     return out, p
+
+
+def test_the_run_in_this_process_is_the_process_s_bit_for_bit(finished_run, corpus, tmp_path):
+    """What the in-process runs of these tests stand on (tests/inprocess.py): the same run, started in
+    this process after a bf16 one, prints the same lines and writes the same weights, checkpoints and
+    metrics (timings aside) as the fresh process of finished_run."""
+    fresh, fresh_p = finished_run
+    bf16 = run("--data_dir", corpus, "--output_dir", tmp_path / "bf16", *FAST, "--max_steps", "1",
+               env={"ACCELERATE_MIXED_PRECISION": "bf16"})  # fmt: skip
+    assert "precision bf16" in bf16.stdout  # accelerate's state must not carry it into the next run
+    here = tmp_path / "here"
+    p = run(*finished_run_args(corpus, here))
+    assert [x.replace(str(here), "OUT") for x in p.stdout.splitlines()] == [
+        x.replace(str(fresh), "OUT") for x in fresh_p.stdout.splitlines()
+    ]
+    for name in ("model", "checkpoints/step-000004", "checkpoints/step-000008", "checkpoints/step-000012"):
+        a, b = weights(here / name), weights(fresh / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    ours, theirs = (json.loads((d / "metrics.json").read_text()) for d in (here, fresh))
+    timings = {k for k in theirs if k.startswith("train_") and k.endswith("_s")}
+    assert timings and {k: v for k, v in ours.items() if k not in timings} == {
+        k: v for k, v in theirs.items() if k not in timings
+    }
 
 
 def test_exact_files_and_metrics(finished_run):
