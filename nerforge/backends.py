@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nerforge.features import WindowSettings
@@ -69,6 +69,9 @@ class Choice:
     backend: str
     bf16: bool
     reason: str
+    # sha256 of model.safetensors when resolve already hashed it (auto with a verify record): the int8
+    # package's load checks its weights against this instead of reading 1.3 GB (bert-large) again
+    weights_sha256: str | None = field(default=None, compare=False)
 
     @property
     def path(self) -> str:
@@ -274,7 +277,8 @@ def resolve(
         if "torch-int8" in record["paths"]:  # the weights' digest is torch's fingerprint: hashed once
             blocked = "--compile runs torch" if compile else _package_blocked(folder, flags, current["torch"])
             runnable["torch-int8"] = blocked
-    return choose(record, device_type=device_type, flags=flags, runnable=runnable, current=current)
+    choice = choose(record, device_type=device_type, flags=flags, runnable=runnable, current=current)
+    return replace(choice, weights_sha256=current["torch"]) if current else choice
 
 
 def load_predictor(
@@ -294,13 +298,22 @@ def load_predictor(
     choice = resolve(model, backend, device=device, bf16=bf16, compile=compile)
     if compile and choice.backend != "torch":
         raise ValueError(f"--compile is for the torch backend, not {choice.backend} ({choice.reason})")
-    predictor = _load(model, choice.backend, windows, device=device, bf16=choice.bf16, compile=compile)
+    predictor = _load(
+        model, choice.backend, windows, device=device, bf16=choice.bf16, compile=compile, weights=choice.weights_sha256
+    )
     predictor.choice = choice
     return predictor
 
 
 def _load(
-    model: str, backend: str, windows: WindowSettings | None, *, device: str | None, bf16: bool, compile: bool = False
+    model: str,
+    backend: str,
+    windows: WindowSettings | None,
+    *,
+    device: str | None,
+    bf16: bool,
+    compile: bool = False,
+    weights: str | None = None,
 ) -> Predictor:
     if backend == "torch":
         return Predictor.from_pretrained(model, windows, device=device, bf16=bf16, compile=compile)
@@ -312,7 +325,7 @@ def _load(
             )
         from nerforge.pt2_runtime import Pt2Predictor
 
-        return Pt2Predictor.from_pretrained(model, windows, flags=cpu_flags())
+        return Pt2Predictor.from_pretrained(model, windows, flags=cpu_flags(), weights_sha256=weights)
     if bf16:
         raise ValueError(f"--bf16 is for --backend torch; --backend {backend} runs the ONNX graph as it is")
     if device not in (None, "cpu"):

@@ -142,11 +142,18 @@ class Pt2Predictor(Predictor):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, windows: WindowSettings | None = None, *, flags: frozenset[str]
+        cls,
+        folder: str | Path,
+        windows: WindowSettings | None = None,
+        *,
+        flags: frozenset[str],
+        weights_sha256: str | None = None,
     ) -> Pt2Predictor:
         """Load ``pt2/model_int8.pt2`` of a local export folder with its config and tokenizer; ``flags``: this
-        CPU's (:func:`nerforge.backends.cpu_flags`). ValueErrors: no such folder or package, or one built
-        for another CPU or torch or from other weights (:func:`package_problem`)."""
+        CPU's (:func:`nerforge.backends.cpu_flags`); ``weights_sha256``: the export's
+        :func:`weights_digest` where the caller has just computed it (None: computed here). ValueErrors: no
+        such folder or package, or one built for another CPU or torch or from other weights
+        (:func:`package_problem`)."""
         import torch
         from transformers import AutoConfig, AutoTokenizer
 
@@ -160,7 +167,8 @@ class Pt2Predictor(Predictor):
         path = folder / PT2_DIR / INT8_FILE
         if not path.is_file():
             raise ValueError(f"{folder}: no {PT2_DIR}/{INT8_FILE}; build it with nerforge quantize --model {folder}")
-        problem = package_problem(build, flags, torch.__version__, weights_digest(folder))
+        digest = weights_sha256 if weights_sha256 is not None else weights_digest(folder)
+        problem = package_problem(build, flags, torch.__version__, digest)
         if problem:
             raise ValueError(f"{path}: {problem}; rebuild it here with nerforge quantize --model {folder}")
         from torch._inductor import aoti_load_package

@@ -159,8 +159,9 @@ def test_a_package_is_never_run_with_weights_it_was_not_built_from(quantized, tm
     assert choice.path == "torch" and "torch-int8: built from other weights" in choice.reason, choice.reason
 
 
-def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, tmp_path, capsys):
+def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, tmp_path, capsys, monkeypatch):
     from nerforge.cli import verify as verify_cli
+    from nerforge.pt2_runtime import weights_digest
 
     export = tmp_path / "model"
     shutil.copytree(quantized, export)
@@ -185,6 +186,11 @@ def test_verify_records_torch_int8_and_auto_skips_a_foreign_package(quantized, t
     build_file.write_text(json.dumps(build))
     choice = resolve(str(export), "auto")
     assert (choice.backend, choice.path) == ("torch-int8", "torch-int8"), choice.reason
+    # the weights are read once: resolve's digest is the one the package's load checks
+    import nerforge.pt2_runtime
+
+    assert choice.weights_sha256 == weights_digest(export)
+    monkeypatch.setattr(nerforge.pt2_runtime, "weights_digest", lambda folder: pytest.fail("hashed again"))
     assert type(load_predictor(str(export), "auto")).__name__ == "Pt2Predictor"
 
 
