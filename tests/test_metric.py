@@ -253,3 +253,28 @@ def test_evaluate_module_has_no_scoring_code_of_its_own():
     source = (METRIC_DIR / "conll_ner.py").read_text()
     assert "from nerforge.metric import score" in source
     assert "seqeval.metrics" not in source and "f1_score" not in source
+
+
+# --- entities(): conlleval's chunks without importing seqeval -----------------
+
+TAG_ALPHABET = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "PER", "LOC", "B-A-B"]
+
+
+def test_entities_are_seqevals_chunks_on_random_tag_sequences():
+    """nerforge.metric.entities (its own loop) against seqeval's get_entities, the reference the scores
+    come from, on IOB1, IOB2, IOBES and bare-label sequences, valid or not (20,000 random sentences)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from nerforge.metric import entities
+
+    rng = random.Random(11)
+    for n in range(20_000):
+        tags = [rng.choice(TAG_ALPHABET[: 4 + n % 9]) for _ in range(rng.randint(0, 9))]
+        prefixed = prefix_bare_labels(tags) if any(t in ("PER", "LOC") for t in tags) else tags
+        assert entities(tags) == [(t, int(a), int(b)) for t, a, b in get_entities(prefixed)], tags
+    assert entities(["I-PER", "I-PER", "B-PER", "O", "S-LOC", "E-LOC"]) == [
+        ("PER", 0, 1),
+        ("PER", 2, 2),
+        ("LOC", 4, 4),
+        ("LOC", 5, 5),
+    ]

@@ -356,6 +356,24 @@ def test_command_bad_conll_exits_2_with_file_and_line(tiny_model_dir, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
 
 
+def test_tagging_text_imports_neither_seqeval_nor_scikit_learn(tiny_model_dir):
+    """seqeval imports scikit-learn: 1.8 s of a one-line `nerforge predict` here, for nothing it needs
+    (its entities come from nerforge.metric.entities)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nerforge", "predict", "--model", str(tiny_model_dir)],
+        input="Mara Lindqvist visited Port Ellis .\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert p.returncode == 0 and p.stdout.startswith('{"text": "Mara'), p.stderr[-2000:]
+    imported = {x.split("|")[-1].strip() for x in p.stderr.splitlines() if x.startswith("import time:")}
+    assert "torch" in imported and not {m for m in imported if m.split(".")[0] in ("seqeval", "sklearn")}
+
+
 @pytest.mark.parametrize(
     "content, line",
     [
