@@ -118,6 +118,15 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
     # Under torchrun on a machine without GPUs, accelerate needs to be told to use CPU processes (gloo);
     # otherwise each process would believe it runs alone.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        # accelerate keeps its state per Python process: a second run in the same one (a notebook, a sweep
+        # in one script) would inherit the first run's precision, accumulation and data loaders, whatever
+        # its own environment says. Start from a clean state, as transformers' TrainingArguments does. (A
+        # launched multi-process run trains once per process: nothing to inherit, nothing touched.)
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         log_with=trackers or None,

@@ -500,3 +500,22 @@ def test_calibrate_false_leaves_the_head_alone(corpus, tmp_path):
     assert weights(tmp_path / "o" / "model")["classifier.weight"].equal(
         weights(tmp_path / "o" / "best_model")["classifier.weight"]
     )
+
+
+def test_two_runs_in_one_python_process_each_get_their_own_accelerate_state(corpus, tmp_path, monkeypatch, capsys):
+    """As a notebook or a sweep in one script runs it: the second run does not inherit the first one's
+    precision or accumulation (accelerate keeps them per process). Called directly, not through
+    tests/inprocess.py, which would reset the state itself."""
+    from nerforge.cli.train import main
+
+    args = ["--data_dir", str(corpus), *FAST, "--max_steps", "2", "--calibrate", "false"]
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert main([*args, "--output_dir", str(tmp_path / "a"), "--gradient_accumulation_steps", "2"]) == 0
+    first = capsys.readouterr().out
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    assert main([*args, "--output_dir", str(tmp_path / "b")]) == 0
+    second = capsys.readouterr().out
+    assert "precision bf16" in first and "accumulation): 16" in first
+    assert "precision no" in second and "accumulation): 8" in second
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["mixed_precision"] == "no" and metrics["history"][-1]["step"] == 2
