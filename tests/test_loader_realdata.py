@@ -36,3 +36,27 @@ def test_real_conll2003_counts(tmp_path):
         entities[split] = counts
     assert entities["train"] == {"PER": 6600, "LOC": 7140, "ORG": 6321, "MISC": 3438}
     assert entities["test"] == {"PER": 1617, "LOC": 1668, "ORG": 1661, "MISC": 702}
+
+
+def test_our_chunks_are_seqevals_on_the_raw_files():
+    """nerforge.metric.entities against seqeval's get_entities on every sentence of the real files as
+    they are written: CoNLL-2003 in IOB1, CoNLL++ in IOB2, WNUT-17 in IOB2 (gold tags, last column)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    from nerforge.metric import entities
+
+    wnut = RAW.parent / "wnut17"
+    files = [RAW / "train.txt", RAW / "valid.txt", RAW / "test.txt", RAW.parent / "conllpp" / "test.txt"]
+    files += [wnut / "wnut17train.conll", wnut / "emerging.dev.conll", wnut / "emerging.test.annotated"]
+    checked = chunks = 0
+    for f in (f for f in files if f.is_file()):
+        sentence: list[str] = []
+        for line in [*f.read_text(encoding="utf-8").split("\n"), ""]:
+            fields = line.split()
+            if fields and fields[0] != "-DOCSTART-":
+                sentence.append(fields[-1])
+            elif sentence:
+                ours = entities(sentence)
+                assert ours == [(t, int(a), int(b)) for t, a, b in get_entities(sentence)], (f, sentence)
+                checked, chunks, sentence = checked + 1, chunks + len(ours), []
+    assert checked > 20_000 and chunks > 30_000
