@@ -428,3 +428,14 @@ def test_length_batches_cap_windows_and_padded_pieces():
     assert [i for b in batches for i in b] == list(range(8))  # every window once, in order
     assert all(len(b) <= 2 and (len(b) == 1 or len(b) * lengths[b[-1]] <= 80) for b in batches)
     assert length_batches([], 4, 10) == []
+
+
+def test_the_summary_line_counts_in_english(cli, tiny_model_dir, tmp_path):
+    code, _, err = cli("--model", tiny_model_dir, stdin="Mara Lindqvist visited Port Ellis .\n")
+    assert code == 0 and "tagged 1 line: " in err, err
+    code, _, err = cli("--model", tiny_model_dir, stdin="Mara .\nPort Ellis .\n")
+    assert code == 0 and "tagged 2 lines: " in err, err
+    src = tmp_path / "one.conll"
+    src.write_text("Mara B-PER\n", encoding="utf-8")
+    code, _, err = cli("--model", tiny_model_dir, "--conll", src, "--columns", "tokens", "ner_tags")
+    assert code == 0 and "tagged 1 word in 1 sentence (" in err, err

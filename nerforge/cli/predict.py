@@ -132,7 +132,7 @@ def tag_conll(args, predictor, parsed, columns: list[str]) -> str:
     scheme = args.output_scheme if args.output_scheme != "auto" else ("iob1" if gold_iob1 else "iob2")
     pred = [iob2_to_iob1(s) if scheme == "iob1" else iob1_to_iob2(s) for s in pred]
     write_output(args, bom + "\n".join(conll_output_lines(raw, sentences, pred)))
-    summary = f"tagged {sum(map(len, words))} words in {len(words)} sentences ({scheme.upper()})"
+    summary = f"tagged {count(sum(map(len, words)), 'word')} in {count(len(words), 'sentence')} ({scheme.upper()})"
     if gold is not None:
         metrics = score(gold, pred)
         if gold_iob1 != (scheme == "iob1"):
@@ -177,7 +177,12 @@ def tag_text(args, predictor, lines: list[str]) -> str:
             e["score"] = round(e["score"], 4)
     write_output(args, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
     n = sum(len(r["entities"]) for r in results)
-    return f"tagged {len(lines)} lines: {n} entit{'y' if n == 1 else 'ies'}"
+    return f"tagged {count(len(lines), 'line')}: {n} entit{'y' if n == 1 else 'ies'}"
+
+
+def count(n: int, noun: str) -> str:
+    """``1 line``, ``2 lines``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None, prog: str = "nerforge predict") -> int:
