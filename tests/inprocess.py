@@ -10,12 +10,13 @@ What a fresh process would have and the test process may not, set for the run an
 the environment (``env`` on top of ``os.environ``), the working directory, umask 022, one torch thread
 (the subprocess runs set ``OMP_NUM_THREADS=1``: the same kernels, so the same numbers), Python's default
 warning filters with warnings printed to stderr (pytest would record them instead), accelerate's
-process-wide state (a second ``Accelerator`` would inherit the first one's), the root and ``nerforge``
-loggers (pytest's handlers on the root would take what logging's last resort prints to stderr) and
-transformers' progress-bar hook. ``sys.stdout``/``sys.stderr`` are swapped for buffers, and so are the
-streams of the logging handlers that write to the old ones (transformers', accelerate's). An exception
-that escapes ``main`` prints its traceback to the captured stderr and gives exit status 1, as Python
-does; ``SystemExit`` gives its code.
+process-wide state (a second ``Accelerator`` would inherit the first one's; the training loop clears it
+itself for a one-process run, and it is cleared here too so that no test leans on that), the root and
+``nerforge`` loggers (pytest's handlers on the root would take what logging's last resort prints to
+stderr) and transformers' progress-bar hook. ``sys.stdout``/``sys.stderr`` are swapped for buffers, and
+so are the streams of the logging handlers that write to the old ones (transformers', accelerate's). An
+exception that escapes ``main`` prints its traceback to the captured stderr and gives exit status 1, as
+Python does; ``SystemExit`` gives its code.
 """
 
 from __future__ import annotations
