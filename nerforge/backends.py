@@ -19,7 +19,6 @@ with no record, or on a GPU, it is plain torch.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -123,17 +122,14 @@ def path_files(path: str) -> tuple[str, ...]:
 
 
 def fingerprint(folder: str | Path, path: str) -> str | None:
-    """sha256 of the files a path runs (None if one is missing): a record is only trusted for the
-    weights it verified (a retrained, calibrated or re-exported model needs a new ``nerforge verify``)."""
-    h = hashlib.sha256()
-    for name in path_files(path):
-        f = Path(folder) / name
-        if not f.is_file():
-            return None
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    """sha256 of the file a path runs (None if it is missing): a record is only trusted for the weights
+    it verified (a retrained, calibrated or re-exported model needs a new ``nerforge verify``). For torch
+    it is :func:`nerforge.pt2_runtime.weights_digest`, the digest the int8 package records."""
+    from nerforge.checkpoint import sha256_of
+
+    (name,) = path_files(path)  # every path runs one file
+    f = Path(folder) / name
+    return sha256_of(f) if f.is_file() else None
 
 
 def fingerprints(folder: str | Path, names) -> dict[str, str | None]:
@@ -299,7 +295,13 @@ def load_predictor(
     if compile and choice.backend != "torch":
         raise ValueError(f"--compile is for the torch backend, not {choice.backend} ({choice.reason})")
     predictor = _load(
-        model, choice.backend, windows, device=device, bf16=choice.bf16, compile=compile, weights=choice.weights_sha256
+        model,
+        choice.backend,
+        windows,
+        device=device,
+        bf16=choice.bf16,
+        compile=compile,
+        weights_sha256=choice.weights_sha256,
     )
     predictor.choice = choice
     return predictor
@@ -313,7 +315,7 @@ def _load(
     device: str | None,
     bf16: bool,
     compile: bool = False,
-    weights: str | None = None,
+    weights_sha256: str | None = None,
 ) -> Predictor:
     if backend == "torch":
         return Predictor.from_pretrained(model, windows, device=device, bf16=bf16, compile=compile)
@@ -325,7 +327,7 @@ def _load(
             )
         from nerforge.pt2_runtime import Pt2Predictor
 
-        return Pt2Predictor.from_pretrained(model, windows, flags=cpu_flags(), weights_sha256=weights)
+        return Pt2Predictor.from_pretrained(model, windows, flags=cpu_flags(), weights_sha256=weights_sha256)
     if bf16:
         raise ValueError(f"--bf16 is for --backend torch; --backend {backend} runs the ONNX graph as it is")
     if device not in (None, "cpu"):
