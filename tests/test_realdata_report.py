@@ -40,7 +40,7 @@ def export(tmp_path_factory):
         str(STEPS),
     ]
     cmd += ["--eval_steps", str(STEPS), "--save_steps", str(STEPS), "--report_to", "none"]
-    # The run's own pipeline scores (tested in test_train and test_pipeline_scores) would cost 160 of the
+    # The run's own pipeline scores (tested in test_own_corpus and test_wheel) would cost 160 of the
     # fixture's 420 s here; test_pipeline_returns_the_entities_we_scored runs the pipeline on the test set.
     # Calibration stays: the report shows the run's.
     cmd += ["--evaluate_pipeline", "false"]
